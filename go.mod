@@ -1,0 +1,3 @@
+module github.com/ohms-project/adaptq
+
+go 1.26

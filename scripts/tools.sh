@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the external programs the test suite needs into .tools/ (git-ignored),
+# once; later runs find them there. Prints nothing but progress on stderr.
+#   .tools/bin/minio                       MinIO server (S3 for the store tests)
+#   .tools/npm/node_modules/node-llama-cpp  llama.cpp's prebuilt CPU libraries (oracle)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools"
+mkdir -p "$tools/bin"
+
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+NODE_LLAMA_CPP_VERSION=3.21.1
+
+want() { [ "${1:-all}" = all ] || [ "${1:-all}" = "$2" ]; }
+
+if want "${1:-all}" minio; then
+  stamp="$tools/bin/.minio-$MINIO_VERSION"
+  if [ ! -x "$tools/bin/minio" ] || [ ! -f "$stamp" ]; then
+    echo "tools: building MinIO $MINIO_VERSION (about 3 minutes, once)" >&2
+    GOBIN="$tools/bin" go install "github.com/minio/minio@$MINIO_VERSION"
+    touch "$stamp"
+  fi
+fi
+
+if want "${1:-all}" llama; then
+  lib="$tools/npm/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so"
+  if [ ! -f "$lib" ] || [ ! -f "$tools/npm/.node-llama-cpp-$NODE_LLAMA_CPP_VERSION" ]; then
+    echo "tools: installing node-llama-cpp@$NODE_LLAMA_CPP_VERSION from npm (once)" >&2
+    mkdir -p "$tools/npm"
+    (cd "$tools/npm" && { [ -f package.json ] || npm init -y >/dev/null; } &&
+      npm i -E --no-audit --no-fund "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >&2)
+    touch "$tools/npm/.node-llama-cpp-$NODE_LLAMA_CPP_VERSION"
+  fi
+fi
