@@ -1,0 +1,255 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/ohms-project/adaptq/internal/testenv"
+	"github.com/ohms-project/adaptq/store"
+)
+
+var (
+	minioSrv *testenv.MinIO
+	minioErr error
+)
+
+func TestMain(m *testing.M) {
+	minioSrv, minioErr = testenv.StartMinIO()
+	code := m.Run()
+	if minioSrv != nil {
+		minioSrv.Stop()
+	}
+	os.Exit(code)
+}
+
+// stores returns a fresh local store and a fresh S3 store (own prefix).
+func stores(t *testing.T) map[string]store.Store {
+	t.Helper()
+	l, err := store.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]store.Store{"local": l}
+	if minioErr != nil {
+		testenv.Missing(t, "MinIO: "+minioErr.Error())
+	}
+	s, err := minioSrv.Store(context.Background(), "adaptq-test", t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["s3"] = s
+	return out
+}
+
+func randBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func TestStoreContract(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			data := randBytes(100_000, 1)
+			info, err := s.Put(ctx, "a/b/obj.bin", bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Size != int64(len(data)) || info.ETag == "" || info.Key != "a/b/obj.bin" {
+				t.Fatalf("put info %+v", info)
+			}
+			got, err := store.ReadAll(ctx, s, "a/b/obj.bin")
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("get: %v, equal=%v", err, bytes.Equal(got, data))
+			}
+			for _, r := range [][2]int64{{0, 1}, {0, 100_000}, {12345, 999}, {99_999, 1}, {500, 0}} {
+				got, err := store.ReadRange(ctx, s, "a/b/obj.bin", r[0], r[1])
+				if err != nil || !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
+					t.Fatalf("range %v: %v", r, err)
+				}
+			}
+			if _, err := s.GetRange(ctx, "a/b/obj.bin", 99_990, 11); err == nil {
+				t.Fatal("range beyond the object: want an error")
+			}
+			sum, err := store.Checksum(ctx, s, "a/b/obj.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := crcOf(data)
+			if sum != h {
+				t.Fatalf("checksum %s, want %s", sum, h)
+			}
+			if _, err := s.Stat(ctx, "a/b/missing"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("stat missing: %v", err)
+			}
+			if _, err := s.Get(ctx, "missing"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("get missing: %v", err)
+			}
+			// Overwrite.
+			if _, err := s.Put(ctx, "a/b/obj.bin", bytes.NewReader(data[:10]), 10); err != nil {
+				t.Fatal(err)
+			}
+			if st, _ := s.Stat(ctx, "a/b/obj.bin"); st.Size != 10 {
+				t.Fatalf("overwrite: size %d", st.Size)
+			}
+			// Create-once.
+			if _, err := s.PutIfAbsent(ctx, "once", bytes.NewReader([]byte("first")), 5); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.PutIfAbsent(ctx, "once", bytes.NewReader([]byte("second")), 6); !errors.Is(err, store.ErrExists) {
+				t.Fatalf("second create: %v", err)
+			}
+			if got, _ := store.ReadAll(ctx, s, "once"); string(got) != "first" {
+				t.Fatalf("create-once content %q", got)
+			}
+			list, err := s.List(ctx, "a/")
+			if err != nil || len(list) != 1 || list[0].Key != "a/b/obj.bin" {
+				t.Fatalf("list a/: %v %+v", err, list)
+			}
+			all, _ := s.List(ctx, "")
+			if len(all) != 2 {
+				t.Fatalf("list all: %+v", all)
+			}
+			if err := s.Delete(ctx, "once"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Delete(ctx, "once"); err != nil {
+				t.Fatalf("delete twice: %v", err)
+			}
+			if _, err := s.Stat(ctx, "once"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("after delete: %v", err)
+			}
+			for _, bad := range []string{"../x", "/abs", "", "a/../../b"} {
+				if _, err := s.Put(ctx, bad, bytes.NewReader(nil), 0); err == nil {
+					t.Fatalf("key %q accepted", bad)
+				}
+			}
+		})
+	}
+}
+
+// TestStreamingPut writes an object of unknown size larger than a multipart
+// part, streamed from a reader that is never held whole.
+func TestStreamingPut(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			n := int64(2*store.PartSize + 12345)
+			src := io.LimitReader(rand.NewChaCha8([32]byte{7}), n)
+			crc := newCRC()
+			info, err := s.Put(ctx, "big", io.TeeReader(src, crc), -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Size != n {
+				t.Fatalf("size %d want %d", info.Size, n)
+			}
+			sum, err := store.Checksum(ctx, s, "big")
+			if err != nil || sum != store.FormatCRC32C(crc.Sum32()) {
+				t.Fatalf("checksum %s %v want %s", sum, err, store.FormatCRC32C(crc.Sum32()))
+			}
+		})
+	}
+}
+
+// TestPutIfAbsentRace has many writers race to create one key: exactly one
+// wins and the object holds its bytes.
+func TestPutIfAbsentRace(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			const writers = 8
+			var wg sync.WaitGroup
+			wins := make(chan int, writers)
+			for i := range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					body := bytes.Repeat([]byte{byte('a' + i)}, 1<<16)
+					_, err := s.PutIfAbsent(ctx, "race", bytes.NewReader(body), int64(len(body)))
+					if err == nil {
+						wins <- i
+					} else if !errors.Is(err, store.ErrExists) {
+						t.Errorf("writer %d: %v", i, err)
+					}
+				}()
+			}
+			wg.Wait()
+			close(wins)
+			var winners []int
+			for w := range wins {
+				winners = append(winners, w)
+			}
+			if len(winners) != 1 {
+				t.Fatalf("winners %v, want exactly one", winners)
+			}
+			got, _ := store.ReadAll(ctx, s, "race")
+			if len(got) != 1<<16 || got[0] != byte('a'+winners[0]) || got[len(got)-1] != got[0] {
+				t.Fatalf("content does not belong to the winner %d", winners[0])
+			}
+		})
+	}
+}
+
+func TestOpenLocations(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		loc     string
+		want    string
+		wantErr bool
+	}{
+		{dir, "file://" + dir, false},
+		{"file://" + dir, "file://" + dir, false},
+		{"s3://bucket/some/prefix", "s3://bucket/some/prefix", false},
+		{"s3://bucket", "s3://bucket", false},
+		{"s3://user:pass@bucket/x", "", true},
+		{"s3:///x", "", true},
+		{"gs://bucket/x", "", true},
+		{"file://host/x", "", true},
+		{"", "", true},
+	} {
+		s, err := store.Open(tc.loc)
+		if (err != nil) != tc.wantErr {
+			t.Fatalf("Open(%q): err %v", tc.loc, err)
+		}
+		if err == nil && s.Location() != tc.want {
+			t.Fatalf("Open(%q).Location() = %q, want %q", tc.loc, s.Location(), tc.want)
+		}
+	}
+}
+
+func TestS3ConfigFromEnv(t *testing.T) {
+	t.Setenv(store.EnvEndpoint, "http://127.0.0.1:9000")
+	t.Setenv(store.EnvTLS, "")
+	cfg, err := store.S3ConfigFromEnv("b", "/p/")
+	if err != nil || cfg.Endpoint != "127.0.0.1:9000" || cfg.Secure || cfg.Prefix != "p" {
+		t.Fatalf("%+v %v", cfg, err)
+	}
+	t.Setenv(store.EnvEndpoint, "minio.example:9000")
+	t.Setenv(store.EnvTLS, "true")
+	cfg, _ = store.S3ConfigFromEnv("b", "")
+	if !cfg.Secure || cfg.Endpoint != "minio.example:9000" {
+		t.Fatalf("%+v", cfg)
+	}
+	t.Setenv(store.EnvTLS, "maybe")
+	if _, err := store.S3ConfigFromEnv("b", ""); err == nil {
+		t.Fatal("bad TLS value accepted")
+	}
+}
+
+func crcOf(b []byte) string {
+	c := newCRC()
+	c.Write(b)
+	return store.FormatCRC32C(c.Sum32())
+}
+
