@@ -213,6 +213,9 @@ func (c *Checkpoint) check() error {
 		if t.Role == RoleUnknown {
 			continue // reported by inspect, ignored by the pipeline
 		}
+		if !t.DType.Float() {
+			return fmt.Errorf("%s: tensor %q has dtype %s; adaptq reads weights in F32, F16 or BF16 only", where, t.Name, t.DType)
+		}
 		if t.Layer >= cfg.NumLayers {
 			return fmt.Errorf("%s: tensor %q: layer %d but config has %d layers", where, t.Name, t.Layer, cfg.NumLayers)
 		}

@@ -14,13 +14,19 @@ import (
 	"github.com/ohms-project/adaptq/store"
 )
 
+// The MinIO server of this test binary, started on first use.
 var (
-	minioSrv *testenv.MinIO
-	minioErr error
+	minioOnce sync.Once
+	minioSrv  *testenv.MinIO
+	minioErr  error
 )
 
+func startMinIO() error {
+	minioOnce.Do(func() { minioSrv, minioErr = testenv.StartMinIO() })
+	return minioErr
+}
+
 func TestMain(m *testing.M) {
-	minioSrv, minioErr = testenv.StartMinIO()
 	code := m.Run()
 	if minioSrv != nil {
 		minioSrv.Stop()
@@ -36,7 +42,7 @@ func stores(t *testing.T) map[string]store.Store {
 		t.Fatal(err)
 	}
 	out := map[string]store.Store{"local": l}
-	if minioErr != nil {
+	if startMinIO() != nil {
 		testenv.Missing(t, "MinIO: "+minioErr.Error())
 	}
 	s, err := minioSrv.Store(context.Background(), "adaptq-test", t.Name())
@@ -252,4 +258,3 @@ func crcOf(b []byte) string {
 	c.Write(b)
 	return store.FormatCRC32C(c.Sum32())
 }
-
