@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/store"
 )
 
@@ -18,7 +19,7 @@ func randBF16(n int) []byte {
 	r := rand.New(rand.NewPCG(1, 2))
 	b := make([]byte, 2*n)
 	for i := 0; i < n; i++ {
-		h := model.FloatToBF16(float32(r.NormFloat64() * 0.02))
+		h := safetensors.FloatToBF16(float32(r.NormFloat64() * 0.02))
 		b[2*i], b[2*i+1] = byte(h), byte(h>>8)
 	}
 	return b
@@ -31,7 +32,7 @@ func BenchmarkBF16ToF32(b *testing.B) {
 	b.SetBytes(int64(len(src)))
 	b.ResetTimer()
 	for b.Loop() {
-		model.BF16ToF32(dst, src)
+		safetensors.BF16ToF32(dst, src)
 	}
 }
 
@@ -42,7 +43,7 @@ func BenchmarkF16ToF32(b *testing.B) {
 	b.SetBytes(int64(len(src)))
 	b.ResetTimer()
 	for b.Loop() {
-		model.F16ToF32(dst, src)
+		safetensors.F16ToF32(dst, src)
 	}
 }
 
@@ -59,7 +60,7 @@ func writeOneTensor(tb testing.TB, dir string, rows, cols int64) {
 	}
 	defer f.Close()
 	bw := bufio.NewWriterSize(f, 1<<20)
-	w, err := model.NewWriter(bw, []model.TensorSpec{{Name: "model.embed_tokens.weight", DType: model.BF16, Shape: []int64{rows, cols}}}, nil)
+	w, err := safetensors.NewWriter(bw, []safetensors.TensorSpec{{Name: "model.embed_tokens.weight", DType: safetensors.BF16, Shape: []int64{rows, cols}}}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -91,12 +92,12 @@ func rawReader(tb testing.TB, s store.Store) (file string, off, n int64) {
 		tb.Fatal(err)
 	}
 	pre, _ := store.ReadRange(ctx, s, "model.safetensors", 0, 8)
-	hl, err := model.HeaderLength(pre, info.Size)
+	hl, err := safetensors.HeaderLength(pre, info.Size)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	hdr, _ := store.ReadRange(ctx, s, "model.safetensors", 8, hl)
-	h, err := model.ParseHeader(hdr, info.Size)
+	h, err := safetensors.ParseHeader(hdr, info.Size)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/store"
 )
 
@@ -26,10 +27,10 @@ const (
 
 // Tensor is one tensor of a checkpoint: where its bytes are and what it is.
 type Tensor struct {
-	Name  string  `json:"name"`
-	File  string  `json:"file"`
-	DType DType   `json:"dtype"`
-	Shape []int64 `json:"shape"`
+	Name  string            `json:"name"`
+	File  string            `json:"file"`
+	DType safetensors.DType `json:"dtype"`
+	Shape []int64           `json:"shape"`
 	// Offset is the absolute byte offset of the tensor in File.
 	Offset int64 `json:"offset"`
 	// Size is the tensor's length in bytes.
@@ -170,7 +171,7 @@ func (c *Checkpoint) readHeader(ctx context.Context, file string, weightMap map[
 	if err != nil {
 		return err
 	}
-	n, err := HeaderLength(buf, info.Size)
+	n, err := safetensors.HeaderLength(buf, info.Size)
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
@@ -180,7 +181,7 @@ func (c *Checkpoint) readHeader(ctx context.Context, file string, weightMap map[
 	} else if hdr, err = store.ReadRange(ctx, c.Store, file, 8, n); err != nil {
 		return err
 	}
-	h, err := ParseHeader(hdr, info.Size)
+	h, err := safetensors.ParseHeader(hdr, info.Size)
 	if err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
@@ -337,7 +338,7 @@ func (c *Checkpoint) StreamRows(ctx context.Context, name string, maxBlockBytes 
 			return fmt.Errorf("%s: tensor %q: read rows %d-%d: %w", where, name, first, first+n-1, err)
 		}
 		v := vals[:n*t.Cols()]
-		if err := DecodeFloat32(v, b, t.DType); err != nil {
+		if err := safetensors.DecodeFloat32(v, b, t.DType); err != nil {
 			return fmt.Errorf("%s: tensor %q: %w", where, name, err)
 		}
 		if err := fn(first, v); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/store"
 )
 
@@ -31,19 +32,19 @@ func tinyConfig() map[string]any {
 	}
 }
 
-func tinySpecs() []model.TensorSpec {
+func tinySpecs() []safetensors.TensorSpec {
 	cfg := &model.Config{HiddenSize: 8, IntermediateSize: 16, NumLayers: 1, NumHeads: 2, NumKVHeads: 1, HeadDim: 4, VocabSize: 16, TieWordEmbeddings: true}
-	var specs []model.TensorSpec
+	var specs []safetensors.TensorSpec
 	for _, ref := range cfg.ExpectedTensors() {
-		specs = append(specs, model.TensorSpec{Name: ref.Name(), DType: model.F32, Shape: cfg.ExpectedShape(ref.Role, ref.Bias)})
+		specs = append(specs, safetensors.TensorSpec{Name: ref.Name(), DType: safetensors.F32, Shape: cfg.ExpectedShape(ref.Role, ref.Bias)})
 	}
 	return specs
 }
 
 // tinyFile returns a valid safetensors file for tinySpecs with values v(i).
-func tinyFile(t *testing.T, specs []model.TensorSpec, v func(name string, i int) float32) []byte {
+func tinyFile(t *testing.T, specs []safetensors.TensorSpec, v func(name string, i int) float32) []byte {
 	var buf bytes.Buffer
-	w, err := model.NewWriter(&buf, specs, map[string]string{"format": "pt"})
+	w, err := safetensors.NewWriter(&buf, specs, map[string]string{"format": "pt"})
 	if err != nil {
 		t.Fatal(err)
 	}

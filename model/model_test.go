@@ -2,7 +2,6 @@ package model_test
 
 import (
 	"context"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/store"
 )
 
@@ -93,7 +93,7 @@ func TestFixtures(t *testing.T) {
 			}
 			for _, ta := range a.Tensors {
 				tb, ok := b.Tensor(ta.Name)
-				if !ok || !slices.Equal(ta.Shape, tb.Shape) || tb.DType != model.BF16 || ta.DType != model.F32 {
+				if !ok || !slices.Equal(ta.Shape, tb.Shape) || tb.DType != safetensors.BF16 || ta.DType != safetensors.F32 {
 					t.Fatalf("tensor %s: %+v vs %+v", ta.Name, ta, tb)
 				}
 				if ta.Role == model.RoleUnknown {
@@ -108,7 +108,7 @@ func TestFixtures(t *testing.T) {
 					t.Fatal(err)
 				}
 				for i := range va {
-					if r := model.BF16ToFloat(model.FloatToBF16(va[i])); r != vb[i] {
+					if r := safetensors.BF16ToFloat(safetensors.FloatToBF16(va[i])); r != vb[i] {
 						t.Fatalf("%s[%d]: bf16(%g)=%g, file has %g", ta.Name, i, va[i], r, vb[i])
 					}
 				}
@@ -222,56 +222,6 @@ func TestParseConfigFamilies(t *testing.T) {
 	} {
 		if _, err := model.ParseConfig([]byte(bad), "config.json"); err == nil {
 			t.Errorf("accepted %s", bad)
-		}
-	}
-}
-
-func TestHalfConversions(t *testing.T) {
-	// Every half value converts exactly and back.
-	for h := 0; h < 1<<16; h++ {
-		f := model.HalfToFloat(uint16(h))
-		if f != f {
-			continue
-		}
-		if back := model.FloatToHalf(f); back != uint16(h) {
-			t.Fatalf("half %#04x -> %g -> %#04x", h, f, back)
-		}
-	}
-	for _, tc := range []struct {
-		f float32
-		h uint16
-	}{
-		{1, 0x3c00}, {-2, 0xc000}, {65504, 0x7bff}, {65520, 0x7c00}, {1e-8, 0}, {5.960464477539063e-08, 1},
-		{2.9802322387695312e-08, 0},     // exactly half the smallest subnormal: ties to even (0)
-		{float32(1 + 1.0/2048), 0x3c00}, // tie, rounds to even
-		{float32(1 + 3.0/2048), 0x3c02}, // tie, rounds up to even
-		{float32(math.Inf(-1)), 0xfc00},
-	} {
-		if got := model.FloatToHalf(tc.f); got != tc.h {
-			t.Errorf("FloatToHalf(%g) = %#04x, want %#04x", tc.f, got, tc.h)
-		}
-	}
-	if model.FloatToBF16(1.00390625) != 0x3f80 || model.FloatToBF16(1.01171875) != 0x3f82 {
-		t.Error("bf16 ties to even")
-	}
-	if b := model.FloatToBF16(float32(math.NaN())); b&0x7f80 != 0x7f80 || b&0x7f == 0 {
-		t.Errorf("bf16 NaN %#04x", b)
-	}
-	// Bulk conversions agree with the scalar ones, aligned or not.
-	raw := make([]byte, 2*1001+1)
-	for i := range raw {
-		raw[i] = byte(i*7 + 3)
-	}
-	for _, off := range []int{0, 1} {
-		src := raw[off : off+2000]
-		a, b := make([]float32, 1000), make([]float32, 1000)
-		model.BF16ToF32(a, src)
-		model.F16ToF32(b, src)
-		for i := range a {
-			u := uint16(src[2*i]) | uint16(src[2*i+1])<<8
-			if math.Float32bits(a[i]) != math.Float32bits(model.BF16ToFloat(u)) || math.Float32bits(b[i]) != math.Float32bits(model.HalfToFloat(u)) {
-				t.Fatalf("offset %d element %d", off, i)
-			}
 		}
 	}
 }

@@ -1,4 +1,8 @@
-package model
+// Package safetensors reads and writes the safetensors file format: the
+// length-prefixed JSON header, its tensor table, element types and the bulk
+// conversions of F16 and BF16 data to float32. It knows nothing of models or
+// stores, so that it can be fuzzed alone.
+package safetensors
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package model_test
+package safetensors_test
 
 import (
 	"encoding/binary"
@@ -6,19 +6,19 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
 )
 
 // FuzzParseHeader feeds arbitrary files to the header parser: it must return
 // a header or an error, never panic, and what it accepts must be consistent.
 func FuzzParseHeader(f *testing.F) {
-	for _, p := range []string{"../testdata/models/stories260k/model.safetensors", "../testdata/models/stories260k-bf16-sharded/model-00002-of-00002.safetensors"} {
+	for _, p := range []string{"../testdata/models/stories260k/safetensors.safetensors", "../testdata/models/stories260k-bf16-sharded/model-00002-of-00002.safetensors"} {
 		if b, err := os.ReadFile(p); err == nil {
 			n := binary.LittleEndian.Uint64(b)
 			f.Add(b[:min(len(b), int(8+n)+64)], int64(len(b)))
 		}
 	}
-	bad, _ := filepath.Glob("../testdata/bad/*/model.safetensors")
+	bad, _ := filepath.Glob("../testdata/bad/*/safetensors.safetensors")
 	for _, p := range bad {
 		if b, err := os.ReadFile(p); err == nil {
 			f.Add(b[:min(len(b), 4096)], int64(len(b)))
@@ -26,10 +26,10 @@ func FuzzParseHeader(f *testing.F) {
 	}
 	f.Add([]byte(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`), int64(100))
 	f.Fuzz(func(t *testing.T, file []byte, size int64) {
-		if n, err := model.HeaderLength(file, size); err == nil && int(8+n) <= len(file) {
+		if n, err := safetensors.HeaderLength(file, size); err == nil && int(8+n) <= len(file) {
 			file = file[8 : 8+n]
 		}
-		h, err := model.ParseHeader(file, size)
+		h, err := safetensors.ParseHeader(file, size)
 		if err != nil {
 			return
 		}
