@@ -113,6 +113,11 @@ func (l *Local) writeTemp(ctx context.Context, key string, r io.Reader, size int
 		return "", "", fmt.Errorf("put %s: %w", Describe(l, key), err)
 	}
 	tmp = f.Name()
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return "", "", fmt.Errorf("put %s: %w", Describe(l, key), err)
+	}
 	fail := func(err error) (string, string, error) {
 		f.Close()
 		os.Remove(tmp)

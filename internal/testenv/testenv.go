@@ -125,7 +125,7 @@ func (m *MinIO) start() error {
 		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK && m.serving() {
 				return nil
 			}
 		}
@@ -134,6 +134,20 @@ func (m *MinIO) start() error {
 	m.Stop()
 	log, _ := os.ReadFile(filepath.Join(m.dir, "minio.log"))
 	return fmt.Errorf("MinIO did not become ready on %s: %s", m.Endpoint, log)
+}
+
+// serving reports whether the server answers an authenticated request (the
+// health endpoint can say ready before the object layer is initialised).
+func (m *MinIO) serving() bool {
+	s, err := store.NewS3(store.S3Config{Endpoint: m.Endpoint, Bucket: "adaptq-probe"},
+		credentials.NewStaticV4(m.AccessKey, m.SecretKey, ""))
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = s.Client().BucketExists(ctx, "adaptq-probe")
+	return err == nil
 }
 
 // Kill stops the server process abruptly (data stays), for fault tests.
