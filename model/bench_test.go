@@ -13,6 +13,7 @@ import (
 	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/synth"
 )
 
 func randBF16(n int) []byte {
@@ -23,28 +24,6 @@ func randBF16(n int) []byte {
 		b[2*i], b[2*i+1] = byte(h), byte(h>>8)
 	}
 	return b
-}
-
-// BenchmarkBF16ToF32 converts a 256 MiB BF16 tensor (MB/s of BF16 input).
-func BenchmarkBF16ToF32(b *testing.B) {
-	src := randBF16(128 << 20)
-	dst := make([]float32, 128<<20)
-	b.SetBytes(int64(len(src)))
-	b.ResetTimer()
-	for b.Loop() {
-		safetensors.BF16ToF32(dst, src)
-	}
-}
-
-// BenchmarkF16ToF32 converts a 256 MiB F16 tensor (MB/s of F16 input).
-func BenchmarkF16ToF32(b *testing.B) {
-	src := randBF16(128 << 20) // bit patterns are as good as any for timing
-	dst := make([]float32, 128<<20)
-	b.SetBytes(int64(len(src)))
-	b.ResetTimer()
-	for b.Loop() {
-		safetensors.F16ToF32(dst, src)
-	}
 }
 
 // writeOneTensor writes a checkpoint with one [rows, cols] BF16 tensor as
@@ -134,14 +113,20 @@ func BenchmarkReadTensorMinIO(b *testing.B) {
 // BenchmarkStreamRows1GiB streams a 1 GiB BF16 tensor from the local store
 // in 8 MiB row blocks; peak-MB reports the heap growth (the goal is < 100).
 func BenchmarkStreamRows1GiB(b *testing.B) {
-	dir := b.TempDir()
-	writeOneTensor(b, dir, 131072, 4096)
-	s, _ := store.NewLocal(dir)
-	ck, err := model.Open(context.Background(), s)
+	ctx := context.Background()
+	s, _ := store.NewLocal(b.TempDir())
+	raw, cfg, err := synth.ShapeConfig(`{"model_type":"llama","hidden_size":4096,"intermediate_size":256,"num_hidden_layers":1,"num_attention_heads":32,"vocab_size":131072,"tie_word_embeddings":true}`, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	tensor := ck.Tensors[0]
+	if err := synth.Write(ctx, s, raw, cfg, synth.Options{DType: safetensors.BF16, Seed: 1}); err != nil {
+		b.Fatal(err)
+	}
+	ck, err := model.Open(ctx, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tensor := ck.Tensors[0] // the 1 GiB embedding
 	b.SetBytes(tensor.Size)
 	b.ResetTimer()
 	var peak uint64

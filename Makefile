@@ -1,0 +1,19 @@
+# adaptq: the two entry points are `make test` (the whole suite, installing
+# what it needs) and `make run` (the main job on the embedded default).
+.PHONY: test run bench tools build
+
+test:
+	bash scripts/test.sh
+
+run:
+	go run ./cmd/adaptq inspect testdata/models/stories260k
+
+build:
+	go build -o adaptq ./cmd/adaptq
+
+tools:
+	bash scripts/tools.sh
+
+# Benchmarks of the hot loops on one core (MB/s); see README "Measured".
+bench: tools
+	go test -run '^$$' -bench . -benchtime 3x -cpu 1 ./safetensors ./model ./hadamard ./rotate
