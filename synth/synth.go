@@ -258,4 +258,3 @@ func fnv(s string) uint64 {
 	}
 	return h
 }
-
