@@ -26,7 +26,7 @@ if [ "$FUZZTIME" != "0" ]; then
   for pkg in $(go list ./...); do
     for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
       echo "-- $pkg $target"
-      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" > /tmp/adaptq-fuzz.log 2>&1 || { cat /tmp/adaptq-fuzz.log; exit 1; }
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" -fuzzminimizetime 0 "$pkg" > /tmp/adaptq-fuzz.log 2>&1 || { cat /tmp/adaptq-fuzz.log; exit 1; }
       tail -n 1 /tmp/adaptq-fuzz.log
     done
   done

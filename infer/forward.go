@@ -1,0 +1,287 @@
+package infer
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/ohms-project/adaptq/model"
+)
+
+// ropeTable holds the rotary inverse frequencies of one head (head_dim/2
+// values), after llama3 scaling when the config asks for it.
+type ropeTable struct {
+	invFreq []float32
+}
+
+// newRopeTable computes inv_freq[i] = theta^(-2i/head_dim) in float32, as
+// Hugging Face transformers does, then applies llama3 rope scaling:
+// wavelengths 2π/f shorter than original_max/high_freq_factor are kept,
+// those longer than original_max/low_freq_factor are divided by factor, and
+// those in between are interpolated with
+// s = (original_max/wavelen − low)/(high − low), f ← (1−s)·f/factor + s·f.
+func newRopeTable(cfg *model.Config) *ropeTable {
+	half := cfg.HeadDim / 2
+	inv := make([]float32, half)
+	for i := range inv {
+		exp := float32(2*i) / float32(cfg.HeadDim)
+		inv[i] = float32(1 / math.Pow(cfg.RopeTheta, float64(exp)))
+	}
+	if rs := cfg.RopeScaling; rs != nil && rs.Type == "llama3" {
+		old := float64(rs.OriginalMaxPositionEmbeddings)
+		lowWave := old / rs.LowFreqFactor
+		highWave := old / rs.HighFreqFactor
+		for i, f32 := range inv {
+			f := float64(f32)
+			wave := 2 * math.Pi / f
+			switch {
+			case wave < highWave:
+			case wave > lowWave:
+				f /= rs.Factor
+			default:
+				s := (old/wave - rs.LowFreqFactor) / (rs.HighFreqFactor - rs.LowFreqFactor)
+				f = (1-s)*f/rs.Factor + s*f
+			}
+			inv[i] = float32(f)
+		}
+	}
+	return &ropeTable{invFreq: inv}
+}
+
+// cosSin returns cos and sin of the rotary angles for positions [0, T):
+// index p*half+i, angle float32(p)·inv_freq[i] rounded to float32.
+func (r *ropeTable) cosSin(T int) (cos, sin []float32) {
+	half := len(r.invFreq)
+	cos = make([]float32, T*half)
+	sin = make([]float32, T*half)
+	for p := range T {
+		for i, f := range r.invFreq {
+			a := float64(float32(p) * f)
+			cos[p*half+i] = float32(math.Cos(a))
+			sin[p*half+i] = float32(math.Sin(a))
+		}
+	}
+	return cos, sin
+}
+
+// applyRope rotates each head of x (heads·head_dim values for one token at
+// position p) in Hugging Face's rotate_half convention: the pairs are
+// (i, i+head_dim/2) within each head.
+func applyRope(x []float32, heads, hd int, cos, sin []float32) {
+	half := hd / 2
+	for h := range heads {
+		v := x[h*hd : (h+1)*hd]
+		for i := range half {
+			a, b := v[i], v[i+half]
+			c, s := cos[i], sin[i]
+			v[i] = float32(a*c) - float32(b*s)
+			v[i+half] = float32(b*c) + float32(a*s)
+		}
+	}
+}
+
+// rmsNorm writes x·w/sqrt(mean(x²)+eps) to dst (float64 sum of squares in
+// index order).
+func rmsNorm(dst, x, w []float32, eps float64) {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	scale := float32(1 / math.Sqrt(ss/float64(len(x))+eps))
+	w = w[:len(x)]
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = w[i] * float32(v*scale)
+	}
+}
+
+// silu is x·sigmoid(x).
+func silu(x float32) float32 {
+	return float32(float64(x) / (1 + math.Exp(-float64(x))))
+}
+
+// Forward runs the model over tokens at positions 0..len(tokens)-1 with
+// causal attention and returns the logits, len(tokens)×vocab values
+// (row t predicts the token after tokens[t]). The result is the same for
+// any number of workers.
+func (m *Model) Forward(ctx context.Context, tokens []int32) ([]float32, error) {
+	cfg := m.cfg
+	T := len(tokens)
+	if T == 0 {
+		return nil, fmt.Errorf("infer: forward of an empty window")
+	}
+	H, I, V := cfg.HiddenSize, cfg.IntermediateSize, cfg.VocabSize
+	QD, KD, hd := cfg.QDim(), cfg.KVDim(), cfg.HeadDim
+	nw := m.workers()
+	eps := cfg.RMSNormEps
+
+	x := make([]float32, T*H)
+	for t, tok := range tokens {
+		if tok < 0 || int(tok) >= V {
+			return nil, fmt.Errorf("infer: token %d at position %d is outside the vocabulary of %d", tok, t, V)
+		}
+		row, err := m.w.Embed.RowBlock(int(tok), 1, x[t*H:(t+1)*H])
+		if err != nil {
+			return nil, fmt.Errorf("infer: embedding of token %d: %w", tok, err)
+		}
+		copy(x[t*H:(t+1)*H], row)
+	}
+	cos, sin := m.rope.cosSin(T)
+	half := hd / 2
+
+	xn := make([]float32, T*H)
+	scratch := make([]float32, T*max(H, I, QD))
+	q := make([]float32, T*QD)
+	k := make([]float32, T*KD)
+	v := make([]float32, T*KD)
+	att := make([]float32, T*QD)
+	tmp := make([]float32, T*H)
+	g := make([]float32, T*I)
+	u := make([]float32, T*I)
+
+	norm := func(dst, src, w []float32) {
+		parallelFor(T, nw, func(t int) {
+			rmsNorm(dst[t*H:(t+1)*H], src[t*H:(t+1)*H], w, eps)
+		})
+	}
+	addBias := func(y, b []float32, n int) {
+		if b == nil {
+			return
+		}
+		for t := range T {
+			row := y[t*n : (t+1)*n]
+			for i := range row {
+				row[i] += b[i]
+			}
+		}
+	}
+	for l := range m.w.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		L := &m.w.Layers[l]
+		wrap := func(err error, what string) error {
+			return fmt.Errorf("infer: layer %d %s: %w", l, what, err)
+		}
+		// Attention.
+		norm(xn, x, L.AttnNorm)
+		a, err := m.actInput(xn, scratch, T, H)
+		if err != nil {
+			return nil, wrap(err, "attention input")
+		}
+		if err := matMul(L.Q, q, a, T, nw); err != nil {
+			return nil, wrap(err, "q")
+		}
+		if err := matMul(L.K, k, a, T, nw); err != nil {
+			return nil, wrap(err, "k")
+		}
+		if err := matMul(L.V, v, a, T, nw); err != nil {
+			return nil, wrap(err, "v")
+		}
+		addBias(q, L.QBias, QD)
+		addBias(k, L.KBias, KD)
+		addBias(v, L.VBias, KD)
+		parallelFor(T, nw, func(t int) {
+			qt, kt := q[t*QD:(t+1)*QD], k[t*KD:(t+1)*KD]
+			if L.QNorm != nil {
+				for h := range cfg.NumHeads {
+					s := qt[h*hd : (h+1)*hd]
+					rmsNorm(s, s, L.QNorm, eps)
+				}
+				for h := range cfg.NumKVHeads {
+					s := kt[h*hd : (h+1)*hd]
+					rmsNorm(s, s, L.KNorm, eps)
+				}
+			}
+			c, s := cos[t*half:(t+1)*half], sin[t*half:(t+1)*half]
+			applyRope(qt, cfg.NumHeads, hd, c, s)
+			applyRope(kt, cfg.NumKVHeads, hd, c, s)
+		})
+		m.attention(att, q, k, v, T)
+		a, err = m.actInput(att, scratch, T, QD)
+		if err != nil {
+			return nil, wrap(err, "o input")
+		}
+		if err := matMul(L.O, tmp, a, T, nw); err != nil {
+			return nil, wrap(err, "o")
+		}
+		for i := range x {
+			x[i] += tmp[i]
+		}
+		// MLP.
+		norm(xn, x, L.MLPNorm)
+		if a, err = m.actInput(xn, scratch, T, H); err != nil {
+			return nil, wrap(err, "mlp input")
+		}
+		if err := matMul(L.Gate, g, a, T, nw); err != nil {
+			return nil, wrap(err, "gate")
+		}
+		if err := matMul(L.Up, u, a, T, nw); err != nil {
+			return nil, wrap(err, "up")
+		}
+		for i := range g {
+			g[i] = silu(g[i]) * u[i]
+		}
+		if a, err = m.actInput(g, scratch, T, I); err != nil {
+			return nil, wrap(err, "down input")
+		}
+		if err := matMul(L.Down, tmp, a, T, nw); err != nil {
+			return nil, wrap(err, "down")
+		}
+		for i := range x {
+			x[i] += tmp[i]
+		}
+	}
+	norm(xn, x, m.w.FinalNorm)
+	logits := make([]float32, T*V)
+	if err := matMul(m.w.LMHead, logits, xn, T, nw); err != nil {
+		return nil, fmt.Errorf("infer: lm_head: %w", err)
+	}
+	return logits, nil
+}
+
+// attnBlock is the number of query positions of one attention work item.
+const attnBlock = 16
+
+// attention computes causal grouped-query attention: query head h attends
+// with key/value head h/(heads/kv_heads) over positions 0..t. Softmax in
+// float32 with float64 exponentials; each output is computed by one work
+// item in a fixed order.
+func (m *Model) attention(out, q, k, v []float32, T int) {
+	cfg := m.cfg
+	hd, QD, KD := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
+	group := cfg.NumHeads / cfg.NumKVHeads
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	nb := (T + attnBlock - 1) / attnBlock
+	parallelFor(cfg.NumHeads*nb, m.workers(), func(item int) {
+		h, b := item/nb, item%nb
+		kvh := h / group
+		p := make([]float32, T)
+		for t := b * attnBlock; t < min(T, (b+1)*attnBlock); t++ {
+			qt := q[t*QD+h*hd : t*QD+(h+1)*hd]
+			mx := float32(math.Inf(-1))
+			for j := 0; j <= t; j++ {
+				s := dot(qt, k[j*KD+kvh*hd:j*KD+(kvh+1)*hd]) * scale
+				p[j] = s
+				mx = max(mx, s)
+			}
+			var sum float32
+			for j := 0; j <= t; j++ {
+				e := float32(math.Exp(float64(p[j] - mx)))
+				p[j] = e
+				sum += e
+			}
+			inv := 1 / sum
+			o := out[t*QD+h*hd : t*QD+(h+1)*hd]
+			clear(o)
+			for j := 0; j <= t; j++ {
+				w := p[j] * inv
+				vj := v[j*KD+kvh*hd : j*KD+(kvh+1)*hd]
+				vj = vj[:len(o)]
+				for d, x := range vj {
+					o[d] += float32(w * x)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,212 @@
+package infer
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Linear is the weight of a linear layer, a matrix W of shape [Rows, Cols]
+// in Hugging Face layout (y = W·x, one row per output feature).
+//
+// The forward pass only ever asks for a block of consecutive rows, expanded
+// to float32, so that a quantized weight can be dequantized a row block at a
+// time into a caller-owned buffer and is never expanded whole. Rows of the
+// matrix are independent of each other.
+type Linear interface {
+	// Rows is the number of output features.
+	Rows() int
+	// Cols is the number of input features.
+	Cols() int
+	// RowBlock returns rows [first, first+n) as n*Cols() float32 values,
+	// row-major. buf has room for n*Cols() values and may be used to hold
+	// them; an implementation that already stores float32 rows may instead
+	// return a view of its own storage. The result is read-only and is only
+	// valid until buf is reused. RowBlock must be safe for concurrent use
+	// with distinct buffers.
+	RowBlock(first, n int, buf []float32) ([]float32, error)
+}
+
+// Dense is a Linear held as float32 values in memory.
+type Dense struct {
+	rows, cols int
+	data       []float32
+}
+
+// NewDense wraps data, row-major of shape [rows, cols], as a Linear. The
+// slice is used as is, not copied.
+func NewDense(rows, cols int, data []float32) (*Dense, error) {
+	if rows <= 0 || cols <= 0 || len(data) != rows*cols {
+		return nil, fmt.Errorf("infer: dense weight of shape [%d %d] needs %d values, has %d", rows, cols, rows*cols, len(data))
+	}
+	return &Dense{rows: rows, cols: cols, data: data}, nil
+}
+
+// Rows is the number of output features.
+func (d *Dense) Rows() int { return d.rows }
+
+// Cols is the number of input features.
+func (d *Dense) Cols() int { return d.cols }
+
+// Data returns the backing row-major values (not a copy).
+func (d *Dense) Data() []float32 { return d.data }
+
+// RowBlock returns a view of rows [first, first+n); buf is not used.
+func (d *Dense) RowBlock(first, n int, _ []float32) ([]float32, error) {
+	if first < 0 || n < 0 || first+n > d.rows {
+		return nil, fmt.Errorf("infer: rows [%d, %d) out of range of a [%d %d] weight", first, first+n, d.rows, d.cols)
+	}
+	return d.data[first*d.cols : (first+n)*d.cols : (first+n)*d.cols], nil
+}
+
+// dot returns Σ a[i]·b[i] over len(a) values. The order of the additions is
+// fixed (four interleaved partial sums, then the tail into the first one)
+// and every product is rounded to float32 before it is added (the explicit
+// conversion forbids fusing into an FMA), so the result is bit-identical
+// wherever it is called from. dot2 must keep the same order per output.
+func dot(a, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		u, v := a[i:i+4:i+4], b[i:i+4:i+4]
+		s0 += float32(u[0] * v[0])
+		s1 += float32(u[1] * v[1])
+		s2 += float32(u[2] * v[2])
+		s3 += float32(u[3] * v[3])
+	}
+	for ; i < n; i++ {
+		s0 += float32(a[i] * b[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dot2 returns dot(w, x0) and dot(w, x1) with exactly the same rounding as
+// two calls of dot, loading w once.
+func dot2(w, x0, x1 []float32) (float32, float32) {
+	n := len(w)
+	x0, x1 = x0[:n], x1[:n]
+	var a0, a1, a2, a3, b0, b1, b2, b3 float32
+	i := 0
+	for ; i+4 <= n; i += 4 {
+		wv, u, v := w[i:i+4:i+4], x0[i:i+4:i+4], x1[i:i+4:i+4]
+		w0, w1, w2, w3 := wv[0], wv[1], wv[2], wv[3]
+		a0 += float32(w0 * u[0])
+		a1 += float32(w1 * u[1])
+		a2 += float32(w2 * u[2])
+		a3 += float32(w3 * u[3])
+		b0 += float32(w0 * v[0])
+		b1 += float32(w1 * v[1])
+		b2 += float32(w2 * v[2])
+		b3 += float32(w3 * v[3])
+	}
+	for ; i < n; i++ {
+		a0 += float32(w[i] * x0[i])
+		b0 += float32(w[i] * x1[i])
+	}
+	return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+}
+
+// blockBytes is the target size of the float32 row block a worker expands
+// at once: small enough to stay in L1/L2 while every token streams past it.
+const blockBytes = 32 << 10
+
+// matMul computes dst[t*R + r] = Σ_c W[r][c]·x[t*C + c] for T tokens, with
+// W of shape [R, C]. Work is split in row blocks over at most workers
+// goroutines; each output element is computed by one call with a fixed
+// summation order, so the result does not depend on the number of workers
+// or on scheduling.
+func matMul(w Linear, dst, x []float32, T, workers int) error {
+	R, C := w.Rows(), w.Cols()
+	if len(x) < T*C || len(dst) < T*R {
+		return fmt.Errorf("infer: matmul [%d %d] × %d tokens: buffers too small (x %d, dst %d)", R, C, T, len(x), len(dst))
+	}
+	rowsPer := max(1, blockBytes/(4*C))
+	if workers > 1 {
+		// Enough blocks that every worker gets several.
+		rowsPer = min(rowsPer, max(1, (R+4*workers-1)/(4*workers)))
+	}
+	nBlocks := (R + rowsPer - 1) / rowsPer
+	workers = max(1, min(workers, nBlocks))
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	run := func() {
+		buf := make([]float32, rowsPer*C)
+		for {
+			b := int(next.Add(1) - 1)
+			if b >= nBlocks {
+				return
+			}
+			first := b * rowsPer
+			n := min(rowsPer, R-first)
+			rows, err := w.RowBlock(first, n, buf[:n*C])
+			if err != nil {
+				errOnce.Do(func() { firstErr = fmt.Errorf("infer: matmul rows %d-%d: %w", first, first+n-1, err) })
+				next.Store(int64(nBlocks))
+				return
+			}
+			matMulBlock(rows, n, C, dst, R, first, x, T)
+		}
+	}
+	if workers == 1 {
+		run()
+		return firstErr
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(run)
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// matMulBlock computes the outputs of n rows starting at row first for all
+// T tokens.
+func matMulBlock(rows []float32, n, C int, dst []float32, R, first int, x []float32, T int) {
+	t := 0
+	for ; t+2 <= T; t += 2 {
+		x0 := x[t*C : (t+1)*C]
+		x1 := x[(t+1)*C : (t+2)*C]
+		d0 := dst[t*R+first : t*R+first+n]
+		d1 := dst[(t+1)*R+first : (t+1)*R+first+n]
+		for r := range n {
+			d0[r], d1[r] = dot2(rows[r*C:(r+1)*C], x0, x1)
+		}
+	}
+	for ; t < T; t++ {
+		x0 := x[t*C : (t+1)*C]
+		d0 := dst[t*R+first : t*R+first+n]
+		for r := range n {
+			d0[r] = dot(rows[r*C:(r+1)*C], x0)
+		}
+	}
+}
+
+// parallelFor runs fn(i) for i in [0, n) on up to workers goroutines. fn
+// must write only outputs owned by i, so the result is independent of the
+// schedule.
+func parallelFor(n, workers int, fn func(i int)) {
+	workers = max(1, min(workers, n))
+	if workers == 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
