@@ -127,3 +127,25 @@ func RotateTensor(kind Kind, m *Matrix, norm, bias []float32, seed uint64, opts 
 	}
 	return nil
 }
+
+// RotateVBias applies the per-head value rotation to v_proj's bias alone
+// (b_g ← H_g·b_g per kv head), as RotateTensor(KindV, ...) does to a bias
+// passed with the matrix. Without opts.HeadRotation it does nothing: the
+// residual rotation does not touch biases.
+func RotateVBias(bias []float32, seed uint64, opts Options) error {
+	if !opts.HeadRotation {
+		return nil
+	}
+	if opts.NumKVHeads <= 0 || len(bias)%opts.NumKVHeads != 0 {
+		return fmt.Errorf("rotate: v_proj bias of length %d is not %d kv heads", len(bias), opts.NumKVHeads)
+	}
+	hd := len(bias) / opts.NumKVHeads
+	for g := 0; g < opts.NumKVHeads; g++ {
+		h, err := HeadRotation(seed, hd, g)
+		if err != nil {
+			return fmt.Errorf("rotate: v_proj bias: %w", err)
+		}
+		must(h.Apply(bias[g*hd : (g+1)*hd]))
+	}
+	return nil
+}

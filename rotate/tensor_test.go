@@ -62,7 +62,13 @@ func TestRotateTensorMatchesLayer(t *testing.T) {
 		}
 		check(KindQ, orig.Q, l.Q, orig.AttnNorm, nil)
 		check(KindK, orig.K, l.K, orig.AttnNorm, nil)
+		vb := slices.Clone(orig.VBias)
 		check(KindV, orig.V, l.V, orig.AttnNorm, orig.VBias)
+		if tc.bias {
+			if err := RotateVBias(vb, 42, opts); err != nil || !slices.Equal(vb, l.VBias) {
+				t.Fatalf("RotateVBias differs: %v", err)
+			}
+		}
 		check(KindO, orig.O, l.O, nil, nil)
 		check(KindGate, orig.Gate, l.Gate, orig.MLPNorm, nil)
 		check(KindUp, orig.Up, l.Up, orig.MLPNorm, nil)
