@@ -31,6 +31,9 @@ func commands() []command {
 	return []command{
 		{"inspect", "describe a checkpoint: architecture, parameters, sizes, a per-tensor table", runInspect},
 		{"synth", "write a synthetic checkpoint with the tensor shapes of a named architecture", runSynth},
+		{"export", "quantize a checkpoint into shard objects, one GGUF file and a Parquet manifest (no Temporal)", runExport},
+		{"verify", "evaluate a checkpoint: perplexity, KL divergence and top-1 agreement against a reference, speed", runVerify},
+		{"generate", "greedy text continuation of a prompt", runGenerate},
 	}
 }
 

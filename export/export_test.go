@@ -1,0 +1,163 @@
+package export_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/ohms-project/adaptq/export"
+	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/internal/testenv"
+	"github.com/ohms-project/adaptq/manifest"
+	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/shards"
+	"github.com/ohms-project/adaptq/store"
+)
+
+var (
+	minioOnce sync.Once
+	minioSrv  *testenv.MinIO
+	minioErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if minioSrv != nil {
+		minioSrv.Stop()
+	}
+	os.Exit(code)
+}
+
+func s3Store(t *testing.T, prefix string) store.Store {
+	minioOnce.Do(func() { minioSrv, minioErr = testenv.StartMinIO() })
+	if minioErr != nil {
+		testenv.Missing(t, "MinIO: "+minioErr.Error())
+	}
+	s, err := minioSrv.Store(context.Background(), "adaptq-export-test", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func fixture(t testing.TB) *model.Checkpoint {
+	s, _ := store.NewLocal("../testdata/models/stories260k")
+	ck, err := model.Open(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ck
+}
+
+func recipe(t testing.TB, name string, rot bool) shards.Recipe {
+	r, err := shards.NamedRecipe(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rot {
+		r.Rotation = shards.Rotation{Kind: "hadamard", Seed: 1}
+	}
+	return r
+}
+
+// TestRunFixture exports the fixture to both stores and checks the GGUF and
+// the manifest against each other, then reruns: every shard is reused and
+// the GGUF is bit-identical.
+func TestRunFixture(t *testing.T) {
+	ctx := context.Background()
+	ck := fixture(t)
+	local, _ := store.NewLocal(t.TempDir())
+	outs := map[string]store.Store{"local": local, "s3": s3Store(t, t.Name())}
+	for kind, out := range outs {
+		for _, tc := range []struct {
+			name string
+			rot  bool
+		}{{"q4_k", false}, {"q8_0", true}, {"tq2_0", false}} {
+			sub := out
+			if kind == "s3" {
+				sub = s3Store(t, t.Name()+"/"+tc.name)
+			} else {
+				sub, _ = store.NewLocal(t.TempDir())
+			}
+			r := recipe(t, tc.name, tc.rot)
+			sum, recs, err := export.Run(ctx, ck, sub, r, export.Events{})
+			if err != nil {
+				t.Fatalf("%s %s: %v", kind, tc.name, err)
+			}
+			if len(recs) != 7 || sum.Tensors < 47 || sum.BitsPerWeight <= 0 || sum.Ratio <= 1 && tc.name != "f32" {
+				t.Fatalf("%s %s: summary %+v", kind, tc.name, sum)
+			}
+			g, err := store.ReadAll(ctx, sub, export.GGUFKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := gguf.Read(bytes.NewReader(g), int64(len(g)))
+			if err != nil {
+				t.Fatalf("%s %s: our GGUF does not read back: %v", kind, tc.name, err)
+			}
+			mb, _ := store.ReadAll(ctx, sub, export.ManifestKey)
+			m, err := manifest.Read(ctx, mb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Meta["gguf_sha256"] != sum.GGUFSHA256 || len(m.Rows) != sum.Tensors || len(f.Tensors) != sum.Tensors {
+				t.Fatalf("%s %s: manifest %d rows, gguf %d tensors, summary %d", kind, tc.name, len(m.Rows), len(f.Tensors), sum.Tensors)
+			}
+			for _, row := range m.Rows {
+				ti, ok := f.Tensor(row.GGUFName)
+				if !ok || ti.Size != uint64(row.Bytes) || gguf.TypeName(ti.Type) != row.OutputType {
+					t.Fatalf("%s: manifest row %+v vs gguf %+v", row.GGUFName, row, ti)
+				}
+				data, err := f.ReadTensor(bytes.NewReader(g), row.GGUFName)
+				if err != nil || shards.CRC32C(data) != row.CRC32C {
+					t.Fatalf("%s: bytes in the GGUF do not match the manifest's CRC", row.GGUFName)
+				}
+			}
+			tot := m.Totals()
+			if tot.Bytes != sum.Bytes || sum.Weights != 260032 || (!tc.rot && tot.Weights != sum.Weights) {
+				t.Fatalf("totals %+v vs %+v", tot, sum)
+			}
+			// Rerun: shards reused, same bytes.
+			sum2, recs2, err := export.Run(ctx, ck, sub, r, export.Events{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range recs2 {
+				if !rec.Reused {
+					t.Fatalf("%s: shard %s was not reused", kind, rec.Shard)
+				}
+			}
+			if sum2.GGUFSHA256 != sum.GGUFSHA256 {
+				t.Fatalf("%s %s: rerun changed the GGUF", kind, tc.name)
+			}
+		}
+	}
+}
+
+// TestCorruptShardFailsStitch: a shard object damaged in the store fails
+// the stitch (its CRC is checked) and no GGUF appears.
+func TestCorruptShardFailsStitch(t *testing.T) {
+	ctx := context.Background()
+	ck := fixture(t)
+	out, _ := store.NewLocal(t.TempDir())
+	r := recipe(t, "q8_0", false)
+	_, recs, err := export.Run(ctx, ck, out, r, export.Events{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, _ := store.ReadAll(ctx, out, recs[2].Key)
+	obj[len(obj)-40] ^= 0xff
+	if _, err := out.Put(ctx, recs[2].Key, bytes.NewReader(obj), int64(len(obj))); err != nil {
+		t.Fatal(err)
+	}
+	out.Delete(ctx, export.GGUFKey)
+	p := shards.MakePlan(ck)
+	if _, err := export.Stitch(ctx, ck, out, p, r, recs); err == nil {
+		t.Fatal("stitched a corrupt shard")
+	}
+	if _, err := out.Stat(ctx, export.GGUFKey); err == nil {
+		t.Fatal("a GGUF appeared although the stitch failed")
+	}
+}
