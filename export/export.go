@@ -171,11 +171,11 @@ func readResult(ctx context.Context, out store.Store, key string) (*ShardResult,
 
 // Summary is what a finished export measured.
 type Summary struct {
-	GGUFKey       string  `json:"gguf_key"`
-	GGUFSize      int64   `json:"gguf_size"`
-	GGUFSHA256    string  `json:"gguf_sha256"`
-	ManifestKey   string  `json:"manifest_key"`
-	Tensors int `json:"tensors"`
+	GGUFKey     string `json:"gguf_key"`
+	GGUFSize    int64  `json:"gguf_size"`
+	GGUFSHA256  string `json:"gguf_sha256"`
+	ManifestKey string `json:"manifest_key"`
+	Tensors     int    `json:"tensors"`
 	// Weights is the model's parameter count (tied embeddings once); a
 	// rotation that unties lm_head adds a tensor to the GGUF, whose bytes
 	// count in Bytes but whose weights do not count again here.
