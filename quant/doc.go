@@ -1,0 +1,49 @@
+// Package quant holds adaptq's GGUF block codecs: it turns rows of float32
+// weights into the byte layout of a ggml tensor type and back.
+//
+// # Types
+//
+// The Type values are ggml's own type ids (enum ggml_type in ggml.h), so a
+// Type can be written to a GGUF file as is:
+//
+//	F32 (0)  F16 (1)  Q4_0 (2)  Q8_0 (8)  Q2_K (10)  Q3_K (11)  Q4_K (12)
+//	Q5_K (13)  Q6_K (14)  BF16 (30)  TQ1_0 (34)  TQ2_0 (35)
+//
+// # Reference quantizers
+//
+// QuantizeRef reproduces llama.cpp's reference quantizers byte for byte: its
+// output is identical to ggml_quantize_chunk with no importance matrix
+// (imatrix == NULL), and Dequantize is identical, bit for bit, to the type's
+// to_float trait. The package's oracle test checks both against the
+// libggml-base.so that node-llama-cpp ships (see NOTES.md). Byte-exactness
+// rests on doing every float operation in float32, in the order C does it,
+// with each product rounded before it is added (no fused multiply-add), on
+// ggml's nearest_int rounding (adding 12582912 = 1.5·2^23), on C's roundf and
+// lroundf (half away from zero), and on ggml's software fp32→fp16 conversion
+// (round to nearest even, NaN → 0x7E00 with the sign kept). Rows holding NaN
+// or ±Inf come out as ggml's do too on amd64 (elsewhere the float-to-int
+// conversion of NaN and out-of-range values is the platform's, in Go as in
+// C).
+//
+// Each block type has its own pair of functions (quantizeRowQ4KRef and
+// dequantizeRowQ4K, …) that work on a whole number of blocks; the exported
+// functions check lengths and dispatch.
+//
+// # Rows that do not fit the block size
+//
+// A row whose length is not a multiple of its type's block size is refused
+// with an error wrapping a *RowLengthError; the caller then picks another
+// type. The fallback
+// ladder, modelled on llama.cpp's tensor_type_fallback and restricted to the
+// types this package has, is:
+//
+//	Q2_K, Q3_K, TQ1_0, TQ2_0 (block 256) → Q4_0 (block 32) → F16
+//	Q4_K, Q5_K, Q6_K         (block 256) → Q8_0 (block 32) → F16
+//	Q4_0, Q8_0               (block 32)  → F16
+//	F16, BF16, F32           (block 1)   fit every row
+//
+// llama.cpp sends Q4_K to Q5_0 and Q5_K to Q5_1; without those types the
+// ladder goes up to Q8_0 so that a fallback never loses precision against
+// the type asked for. Fallbacks lists a type's ladder and FitType walks it
+// for a given row length.
+package quant

@@ -1,0 +1,250 @@
+package quant
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Type is a ggml tensor type id, as written in GGUF tensor infos.
+type Type uint32
+
+// The supported ggml types, with ggml's ids (enum ggml_type in ggml.h).
+const (
+	F32   Type = 0  // 32-bit IEEE float, stored as is
+	F16   Type = 1  // 16-bit IEEE half float
+	Q4_0  Type = 2  // 32-element blocks: fp16 scale, 4-bit quants
+	Q8_0  Type = 8  // 32-element blocks: fp16 scale, 8-bit quants
+	Q2_K  Type = 10 // 256-element super-blocks, 2-bit quants with 4-bit scales and mins
+	Q3_K  Type = 11 // 256-element super-blocks, 3-bit quants with 6-bit scales
+	Q4_K  Type = 12 // 256-element super-blocks, 4-bit quants with 6-bit scales and mins
+	Q5_K  Type = 13 // 256-element super-blocks, 5-bit quants with 6-bit scales and mins
+	Q6_K  Type = 14 // 256-element super-blocks, 6-bit quants with 8-bit scales
+	BF16  Type = 30 // bfloat16
+	TQ1_0 Type = 34 // 256-element ternary blocks, 1.6875 bits per weight
+	TQ2_0 Type = 35 // 256-element ternary blocks, 2.0625 bits per weight
+)
+
+// qkK is the super-block size of the K-quants and ternary types (QK_K).
+const qkK = 256
+
+// codec describes one type: its block geometry and its row functions. The
+// functions are called with whole blocks only: len(src) a multiple of
+// blockSize and len(dst) the matching number of bytes (or floats).
+type codec struct {
+	name       string
+	blockSize  int
+	typeSize   int
+	quantize   func(dst []byte, src []float32)
+	dequantize func(dst []float32, src []byte)
+}
+
+// codecs is a read-only table indexed by Type.
+var codecs = [...]codec{
+	F32:   {"F32", 1, 4, quantizeRowF32, dequantizeRowF32},
+	F16:   {"F16", 1, 2, quantizeRowF16, dequantizeRowF16},
+	Q4_0:  {"Q4_0", 32, 18, quantizeRowQ40Ref, dequantizeRowQ40},
+	Q8_0:  {"Q8_0", 32, 34, quantizeRowQ80Ref, dequantizeRowQ80},
+	Q2_K:  {"Q2_K", qkK, 84, quantizeRowQ2KRef, dequantizeRowQ2K},
+	Q3_K:  {"Q3_K", qkK, 110, quantizeRowQ3KRef, dequantizeRowQ3K},
+	Q4_K:  {"Q4_K", qkK, 144, quantizeRowQ4KRef, dequantizeRowQ4K},
+	Q5_K:  {"Q5_K", qkK, 176, quantizeRowQ5KRef, dequantizeRowQ5K},
+	Q6_K:  {"Q6_K", qkK, 210, quantizeRowQ6KRef, dequantizeRowQ6K},
+	BF16:  {"BF16", 1, 2, quantizeRowBF16, dequantizeRowBF16},
+	TQ1_0: {"TQ1_0", qkK, 54, quantizeRowTQ10Ref, dequantizeRowTQ10},
+	TQ2_0: {"TQ2_0", qkK, 66, quantizeRowTQ20Ref, dequantizeRowTQ20},
+}
+
+// Types lists every supported type in ascending id order.
+func Types() []Type {
+	var ts []Type
+	for i := range codecs {
+		if codecs[i].name != "" {
+			ts = append(ts, Type(i))
+		}
+	}
+	return ts
+}
+
+func (t Type) codec() *codec {
+	if int(t) < len(codecs) && codecs[t].name != "" {
+		return &codecs[t]
+	}
+	return nil
+}
+
+// Valid reports whether t is one of the supported types.
+func (t Type) Valid() bool { return t.codec() != nil }
+
+// String returns the type's name as llama.cpp's tools spell it ("Q4_K",
+// "TQ2_0", "F16"), or "Type(n)" for an unsupported id.
+func (t Type) String() string {
+	if c := t.codec(); c != nil {
+		return c.name
+	}
+	return fmt.Sprintf("Type(%d)", uint32(t))
+}
+
+// ParseType parses a type name, ignoring case ("q4_k", "Q4_K", "bf16").
+func ParseType(s string) (Type, error) {
+	for _, t := range Types() {
+		if strings.EqualFold(s, t.String()) {
+			return t, nil
+		}
+	}
+	names := make([]string, 0, len(codecs))
+	for _, t := range Types() {
+		names = append(names, t.String())
+	}
+	return 0, fmt.Errorf("quant: unknown type %q (known: %s)", s, strings.Join(names, ", "))
+}
+
+// MarshalText implements encoding.TextMarshaler with the type's name.
+func (t Type) MarshalText() ([]byte, error) {
+	if !t.Valid() {
+		return nil, fmt.Errorf("quant: cannot marshal unsupported type id %d", uint32(t))
+	}
+	return []byte(t.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler with ParseType.
+func (t *Type) UnmarshalText(b []byte) error {
+	v, err := ParseType(string(b))
+	if err != nil {
+		return err
+	}
+	*t = v
+	return nil
+}
+
+// BlockSize is the number of elements in one block of t (1 for the float
+// types), or 0 for an unsupported type.
+func (t Type) BlockSize() int {
+	if c := t.codec(); c != nil {
+		return c.blockSize
+	}
+	return 0
+}
+
+// TypeSize is the number of bytes in one block of t, or 0 for an
+// unsupported type.
+func (t Type) TypeSize() int {
+	if c := t.codec(); c != nil {
+		return c.typeSize
+	}
+	return 0
+}
+
+// RowLengthError reports a row length that is not a positive multiple of the
+// type's block size; the errors of RowSize, FitType, QuantizeRef and
+// Dequantize wrap it (use errors.As). Callers then pick a fallback type (see
+// Fallbacks and FitType).
+type RowLengthError struct {
+	Type      Type
+	RowLen    int
+	BlockSize int
+}
+
+// Error names the type, its block size and the offending row length.
+func (e *RowLengthError) Error() string {
+	return fmt.Sprintf("%s needs rows whose length is a positive multiple of its block size %d, got a row of %d elements (see quant.Fallbacks)",
+		e.Type, e.BlockSize, e.RowLen)
+}
+
+// RowSize is the number of bytes a row of n elements takes in type t. It
+// fails for an unsupported type, and with a wrapped *RowLengthError when n is
+// not a positive multiple of the block size.
+func (t Type) RowSize(n int) (int, error) {
+	rs, err := t.rowSize(n)
+	if err != nil {
+		return 0, fmt.Errorf("quant: %w", err)
+	}
+	return rs, nil
+}
+
+// rowSize is RowSize without the package prefix on errors, for callers that
+// add their own context.
+func (t Type) rowSize(n int) (int, error) {
+	c := t.codec()
+	if c == nil {
+		return 0, fmt.Errorf("unsupported type id %d", uint32(t))
+	}
+	if n <= 0 || n%c.blockSize != 0 {
+		return 0, &RowLengthError{Type: t, RowLen: n, BlockSize: c.blockSize}
+	}
+	return n / c.blockSize * c.typeSize, nil
+}
+
+// Fallbacks is the ordered list of types to try, after t, for rows whose
+// length t cannot hold (the ladder in the package documentation). Every
+// list ends with F16, whose block size is 1; F16, BF16 and F32 have none.
+func Fallbacks(t Type) []Type {
+	switch t {
+	case Q2_K, Q3_K, TQ1_0, TQ2_0:
+		return []Type{Q4_0, F16}
+	case Q4_K, Q5_K, Q6_K:
+		return []Type{Q8_0, F16}
+	case Q4_0, Q8_0:
+		return []Type{F16}
+	}
+	return nil
+}
+
+// FitType returns t if rows of rowLen elements fit it, otherwise the first of
+// Fallbacks(t) that fits. It fails for an unsupported type or a row length
+// below 1.
+func FitType(t Type, rowLen int) (Type, error) {
+	if !t.Valid() {
+		return 0, fmt.Errorf("quant: unsupported type id %d", uint32(t))
+	}
+	if rowLen <= 0 {
+		return 0, fmt.Errorf("quant: row length %d is not positive", rowLen)
+	}
+	for _, c := range append([]Type{t}, Fallbacks(t)...) {
+		if rowLen%c.BlockSize() == 0 {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("quant: %w", &RowLengthError{Type: t, RowLen: rowLen, BlockSize: t.BlockSize()})
+}
+
+// shape checks a buffer pair for QuantizeRef and Dequantize and returns the
+// number of rows.
+func shape(t Type, rowLen, nElems, nBytes int) (int, error) {
+	rowSize, err := t.rowSize(rowLen)
+	if err != nil {
+		return 0, err
+	}
+	if nElems%rowLen != 0 {
+		return 0, fmt.Errorf("%d float values are not a whole number of rows of %d", nElems, rowLen)
+	}
+	nrows := nElems / rowLen
+	if want := nrows * rowSize; nBytes != want {
+		return 0, fmt.Errorf("%d rows of %d elements take %d bytes, the byte buffer has %d", nrows, rowLen, want, nBytes)
+	}
+	return nrows, nil
+}
+
+// QuantizeRef quantizes the rows of src (each rowLen long) into dst with
+// llama.cpp's reference quantizer for t. The bytes are identical to those of
+// ggml_quantize_chunk(t, src, dst, 0, nrows, rowLen, NULL). len(src) must be
+// a multiple of rowLen, rowLen a multiple of t.BlockSize(), and len(dst)
+// exactly nrows*RowSize(rowLen).
+func QuantizeRef(t Type, dst []byte, src []float32, rowLen int) error {
+	if _, err := shape(t, rowLen, len(src), len(dst)); err != nil {
+		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, err)
+	}
+	t.codec().quantize(dst, src)
+	return nil
+}
+
+// Dequantize decodes the rows of src (each rowLen elements long once
+// decoded) into dst, bit-identical to ggml's to_float for t. len(dst) must be
+// a multiple of rowLen, rowLen a multiple of t.BlockSize(), and len(src)
+// exactly nrows*RowSize(rowLen). Any byte content is accepted.
+func Dequantize(t Type, dst []float32, src []byte, rowLen int) error {
+	if _, err := shape(t, rowLen, len(dst), len(src)); err != nil {
+		return fmt.Errorf("quant: dequantize %d bytes of %s: %w", len(src), t, err)
+	}
+	t.codec().dequantize(dst, src)
+	return nil
+}
