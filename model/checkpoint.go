@@ -25,6 +25,45 @@ const (
 	headerProbeSize = 64 << 10
 )
 
+// ErrInvalid is matched (errors.Is) by every error of Open that comes from
+// the checkpoint's content — a bad or missing config.json, index, header or
+// tensor, a truncated file — as opposed to a fault of the store (network,
+// permissions), which a retry may cure.
+var ErrInvalid = errors.New("invalid checkpoint")
+
+type invalidError struct{ err error }
+
+func (e invalidError) Error() string        { return e.err.Error() }
+func (e invalidError) Unwrap() error        { return e.err }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+// invalid marks err as bad input unless it is a store fault.
+func invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se storeFault
+	if errors.As(err, &se) {
+		return err
+	}
+	return invalidError{err}
+}
+
+// storeFault marks an error of the store that is not about the content.
+type storeFault struct{ err error }
+
+func (e storeFault) Error() string { return e.err.Error() }
+func (e storeFault) Unwrap() error { return e.err }
+
+// classify wraps a store error: a missing object or a range beyond the end
+// are the checkpoint's fault; anything else is the store's.
+func classify(err error) error {
+	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrRange) {
+		return err
+	}
+	return storeFault{err}
+}
+
 // Tensor is one tensor of a checkpoint: where its bytes are and what it is.
 type Tensor struct {
 	Name  string            `json:"name"`
@@ -89,7 +128,13 @@ type Checkpoint struct {
 // model.safetensors.index.json when present) of the checkpoint in s, and
 // checks every tensor against the config. Errors name the file and tensor.
 func Open(ctx context.Context, s store.Store) (*Checkpoint, error) {
+	c, err := open(ctx, s)
+	return c, invalid(err)
+}
+
+func open(ctx context.Context, s store.Store) (*Checkpoint, error) {
 	cfgBytes, err := store.ReadAll(ctx, s, ConfigFile)
+	err = classify(err)
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint: %w", err)
 	}
@@ -122,6 +167,7 @@ func Open(ctx context.Context, s store.Store) (*Checkpoint, error) {
 // sharded one, the index's tensor → file map.
 func (c *Checkpoint) listFiles(ctx context.Context) ([]string, map[string]string, error) {
 	idx, err := store.ReadAll(ctx, c.Store, IndexFile)
+	err = classify(err)
 	if errors.Is(err, store.ErrNotFound) {
 		return []string{SingleFile}, nil, nil
 	}
@@ -160,6 +206,7 @@ func (c *Checkpoint) listFiles(ctx context.Context) ([]string, map[string]string
 func (c *Checkpoint) readHeader(ctx context.Context, file string, weightMap map[string]string) error {
 	where := store.Describe(c.Store, file)
 	info, err := c.Store.Stat(ctx, file)
+	err = classify(err)
 	if err != nil {
 		if weightMap != nil && errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%s names %s, which is missing: %w", store.Describe(c.Store, IndexFile), file, err)
@@ -169,7 +216,7 @@ func (c *Checkpoint) readHeader(ctx context.Context, file string, weightMap map[
 	probe := min(info.Size, headerProbeSize)
 	buf, err := store.ReadRange(ctx, c.Store, file, 0, probe)
 	if err != nil {
-		return err
+		return classify(err)
 	}
 	n, err := safetensors.HeaderLength(buf, info.Size)
 	if err != nil {
@@ -179,7 +226,7 @@ func (c *Checkpoint) readHeader(ctx context.Context, file string, weightMap map[
 	if 8+n <= int64(len(buf)) {
 		hdr = buf[8 : 8+n]
 	} else if hdr, err = store.ReadRange(ctx, c.Store, file, 8, n); err != nil {
-		return err
+		return classify(err)
 	}
 	h, err := safetensors.ParseHeader(hdr, info.Size)
 	if err != nil {

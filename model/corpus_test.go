@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"flag"
 	"math"
 	"os"
@@ -191,6 +194,9 @@ func TestBadCorpus(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s: opened a broken checkpoint", kind)
 				}
+				if !errors.Is(err, model.ErrInvalid) {
+					t.Errorf("%s: error is not model.ErrInvalid: %v", kind, err)
+				}
 				for _, w := range c.want {
 					if !strings.Contains(err.Error(), w) {
 						t.Errorf("%s: error %q does not mention %q", kind, err, w)
@@ -198,6 +204,23 @@ func TestBadCorpus(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// faultyStore fails every read with a transport error.
+type faultyStore struct{ store.Store }
+
+func (faultyStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("get %s: connection refused", key)
+}
+
+// TestStoreFaultIsNotInvalid: a store fault is not reported as bad input,
+// so the pipeline retries it.
+func TestStoreFaultIsNotInvalid(t *testing.T) {
+	l, _ := store.NewLocal("../testdata/models/stories260k")
+	_, err := model.Open(context.Background(), faultyStore{l})
+	if err == nil || errors.Is(err, model.ErrInvalid) {
+		t.Fatalf("store fault classified as invalid input: %v", err)
 	}
 }
 

@@ -93,7 +93,7 @@ func (l *Local) GetRange(ctx context.Context, key string, offset, length int64) 
 	}
 	if offset+length > st.Size() {
 		f.Close()
-		return nil, fmt.Errorf("%s: range [%d, %d) beyond the object's %d bytes", Describe(l, key), offset, offset+length, st.Size())
+		return nil, fmt.Errorf("%s: range [%d, %d) beyond the object's %d bytes: %w", Describe(l, key), offset, offset+length, st.Size(), ErrRange)
 	}
 	return sectionCloser{io.NewSectionReader(f, offset, length), f}, nil
 }

@@ -209,13 +209,13 @@ func (s *S3) GetRange(ctx context.Context, key string, offset, length int64) (io
 	rc, info, _, err := s.core.GetObject(ctx, s.cfg.Bucket, name, opts)
 	if err != nil {
 		if minio.ToErrorResponse(err).StatusCode == http.StatusRequestedRangeNotSatisfiable {
-			return nil, fmt.Errorf("%s: range [%d, %d) beyond the object", Describe(s, key), offset, offset+length)
+			return nil, fmt.Errorf("%s: range [%d, %d) beyond the object: %w", Describe(s, key), offset, offset+length, ErrRange)
 		}
 		return nil, s.wrap("get range of", key, err)
 	}
 	if info.Size != length {
 		rc.Close()
-		return nil, fmt.Errorf("%s: range [%d, %d) beyond the object (got %d bytes)", Describe(s, key), offset, offset+length, info.Size)
+		return nil, fmt.Errorf("%s: range [%d, %d) beyond the object (got %d bytes): %w", Describe(s, key), offset, offset+length, info.Size, ErrRange)
 	}
 	return rc, nil
 }

@@ -20,6 +20,9 @@ import (
 // ErrNotFound is returned (wrapped) when an object does not exist.
 var ErrNotFound = errors.New("object not found")
 
+// ErrRange is returned (wrapped) for a range read beyond the object's end.
+var ErrRange = errors.New("range beyond the object")
+
 // ErrExists is returned (wrapped) by PutIfAbsent when the object exists.
 var ErrExists = errors.New("object already exists")
 
