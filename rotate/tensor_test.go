@@ -28,7 +28,7 @@ func tRandVec(r *rand.Rand, n int) []float32 {
 func TestRotateTensorMatchesLayer(t *testing.T) {
 	for _, tc := range []struct {
 		d, f, heads, kv, hd int
-		headRot, bias      bool
+		headRot, bias       bool
 	}{
 		{64, 172, 8, 4, 8, false, false},
 		{64, 172, 8, 4, 8, true, true},
