@@ -1,0 +1,266 @@
+package infer
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/quant"
+	"github.com/ohms-project/adaptq/store"
+)
+
+// Quantized is a Linear held as ggml blocks: RowBlock dequantizes only the
+// rows asked for, so a quantized model is never expanded to float32 whole.
+// rowMap, when set, maps a Hugging Face row to the stored row (GGUF files
+// keep q/k rows in llama.cpp's order).
+type Quantized struct {
+	typ        quant.Type
+	rows, cols int
+	rowBytes   int
+	data       []byte
+	rowMap     []int
+}
+
+// NewQuantized wraps the bytes of a [rows, cols] tensor of type typ.
+func NewQuantized(typ quant.Type, rows, cols int, data []byte) (*Quantized, error) {
+	rb, err := typ.RowSize(cols)
+	if err != nil {
+		return nil, err
+	}
+	if rows <= 0 || len(data) != rows*rb {
+		return nil, fmt.Errorf("infer: %s weight of shape [%d %d] needs %d bytes, has %d", typ, rows, cols, rows*rb, len(data))
+	}
+	return &Quantized{typ: typ, rows: rows, cols: cols, rowBytes: rb, data: data}, nil
+}
+
+// Rows is the number of output features.
+func (q *Quantized) Rows() int { return q.rows }
+
+// Cols is the number of input features.
+func (q *Quantized) Cols() int { return q.cols }
+
+// Type is the ggml type of the blocks.
+func (q *Quantized) Type() quant.Type { return q.typ }
+
+// RowBlock dequantizes rows [first, first+n) into buf.
+func (q *Quantized) RowBlock(first, n int, buf []float32) ([]float32, error) {
+	if first < 0 || n < 0 || first+n > q.rows {
+		return nil, fmt.Errorf("infer: rows [%d, %d) out of range of a [%d %d] weight", first, first+n, q.rows, q.cols)
+	}
+	out := buf[:n*q.cols]
+	if q.rowMap == nil {
+		src := q.data[first*q.rowBytes : (first+n)*q.rowBytes]
+		if err := quant.Dequantize(q.typ, out, src, q.cols); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	for i := 0; i < n; i++ {
+		r := q.rowMap[first+i]
+		if err := quant.Dequantize(q.typ, out[i*q.cols:(i+1)*q.cols], q.data[r*q.rowBytes:(r+1)*q.rowBytes], q.cols); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// GGUFConfig rebuilds a model.Config from a GGUF file's llama-family
+// metadata (llama, qwen2, qwen3 architectures).
+func GGUFConfig(f *gguf.File) (*model.Config, error) {
+	md := f.Metadata
+	arch, err := md.GetString("general.architecture")
+	if err != nil {
+		return nil, err
+	}
+	c := &model.Config{ModelType: arch}
+	switch arch {
+	case "llama":
+	case "qwen2":
+		c.AttentionBias = true
+	case "qwen3":
+		c.QKNorm = true
+	default:
+		return nil, fmt.Errorf("infer: GGUF architecture %q is not supported (llama, qwen2, qwen3)", arch)
+	}
+	u := func(key string, dst *int) error {
+		v, err := md.GetUint(arch + "." + key)
+		if err != nil {
+			return err
+		}
+		*dst = int(v)
+		return nil
+	}
+	for key, dst := range map[string]*int{
+		"embedding_length": &c.HiddenSize, "feed_forward_length": &c.IntermediateSize, "block_count": &c.NumLayers,
+		"attention.head_count": &c.NumHeads, "context_length": &c.MaxPositionEmbeddings,
+	} {
+		if err := u(key, dst); err != nil {
+			return nil, fmt.Errorf("infer: GGUF: %w", err)
+		}
+	}
+	c.NumKVHeads = c.NumHeads
+	if _, ok := md.Get(arch + ".attention.head_count_kv"); ok {
+		if err := u("attention.head_count_kv", &c.NumKVHeads); err != nil {
+			return nil, fmt.Errorf("infer: GGUF: %w", err)
+		}
+	}
+	c.HeadDim = c.HiddenSize / c.NumHeads
+	if _, ok := md.Get(arch + ".attention.key_length"); ok {
+		if err := u("attention.key_length", &c.HeadDim); err != nil {
+			return nil, fmt.Errorf("infer: GGUF: %w", err)
+		}
+	}
+	f32 := func(key string) (float64, error) {
+		v, ok := md.Get(arch + "." + key)
+		if !ok {
+			return 0, fmt.Errorf("metadata key %q is missing", arch+"."+key)
+		}
+		x, ok := v.(float32)
+		if !ok {
+			return 0, fmt.Errorf("metadata key %q is %T, want float32", arch+"."+key, v)
+		}
+		return float64(x), nil
+	}
+	if c.RMSNormEps, err = f32("attention.layer_norm_rms_epsilon"); err != nil {
+		return nil, fmt.Errorf("infer: GGUF: %w", err)
+	}
+	if c.RopeTheta, err = f32("rope.freq_base"); err != nil {
+		return nil, fmt.Errorf("infer: GGUF: %w", err)
+	}
+	if _, ok := f.Tensor(gguf.RopeFreqsName); ok {
+		return nil, fmt.Errorf("infer: GGUF: rope_freqs (llama3 rope scaling) is not read back yet")
+	}
+	emb, ok := f.Tensor("token_embd.weight")
+	if !ok || len(emb.Dims) != 2 {
+		return nil, fmt.Errorf("infer: GGUF: no 2-D token_embd.weight")
+	}
+	c.VocabSize = int(emb.Dims[1])
+	_, hasOutput := f.Tensor("output.weight")
+	c.TieWordEmbeddings = !hasOutput
+	return c, nil
+}
+
+// LoadGGUF reads a GGUF file from a store and builds a model whose linear
+// weights stay quantized (see Quantized); vectors are F32. Query and key
+// rows are mapped back from llama.cpp's order for the llama architecture.
+func LoadGGUF(ctx context.Context, s store.Store, key string, opts Options) (*Model, error) {
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("load GGUF: %w", err)
+	}
+	ra := store.NewReaderAt(ctx, s, key, info.Size, 0)
+	f, err := gguf.Read(ra, info.Size)
+	if err != nil {
+		return nil, fmt.Errorf("load GGUF %s: %w", store.Describe(s, key), err)
+	}
+	cfg, err := GGUFConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("load GGUF %s: %w", store.Describe(s, key), err)
+	}
+	where := store.Describe(s, key)
+	permute := cfg.ModelType == "llama"
+	read := func(role model.Role, layer int, bias bool) (*gguf.TensorInfo, []byte, error) {
+		name, err := gguf.TensorName(role, layer, bias)
+		if err != nil {
+			return nil, nil, err
+		}
+		ti, ok := f.Tensor(name)
+		if !ok {
+			return nil, nil, fmt.Errorf("load GGUF %s: no tensor %s", where, name)
+		}
+		b, err := f.ReadTensor(ra, name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load GGUF %s: %w", where, err)
+		}
+		return ti, b, nil
+	}
+	vec := func(role model.Role, layer int, bias bool) ([]float32, error) {
+		ti, b, err := read(role, layer, bias)
+		if err != nil {
+			return nil, err
+		}
+		v := make([]float32, ti.NumElements())
+		if err := quant.Dequantize(quant.Type(ti.Type), v, b, len(v)); err != nil {
+			return nil, fmt.Errorf("load GGUF %s: tensor %s: %w", where, ti.Name, err)
+		}
+		if permute && bias && (role == model.RoleQ || role == model.RoleK) {
+			v = unpermute(v, 1, cfg.HeadDim)
+		}
+		return v, nil
+	}
+	lin := func(role model.Role, layer int) (Linear, error) {
+		ti, b, err := read(role, layer, false)
+		if err != nil {
+			return nil, err
+		}
+		if len(ti.Dims) != 2 {
+			return nil, fmt.Errorf("load GGUF %s: tensor %s has %d dimensions", where, ti.Name, len(ti.Dims))
+		}
+		q, err := NewQuantized(quant.Type(ti.Type), int(ti.Dims[1]), int(ti.Dims[0]), b)
+		if err != nil {
+			return nil, fmt.Errorf("load GGUF %s: tensor %s: %w", where, ti.Name, err)
+		}
+		if permute && (role == model.RoleQ || role == model.RoleK) {
+			q.rowMap = make([]int, q.rows)
+			for r := range q.rowMap {
+				q.rowMap[gguf.QKRowSource(r, cfg.HeadDim)] = r
+			}
+		}
+		return q, nil
+	}
+	w := &Weights{Layers: make([]Layer, cfg.NumLayers)}
+	if w.Embed, err = lin(model.RoleEmbed, -1); err != nil {
+		return nil, err
+	}
+	if w.FinalNorm, err = vec(model.RoleFinalNorm, -1, false); err != nil {
+		return nil, err
+	}
+	if cfg.TieWordEmbeddings {
+		w.LMHead = w.Embed
+	} else if w.LMHead, err = lin(model.RoleLMHead, -1); err != nil {
+		return nil, err
+	}
+	for l := range w.Layers {
+		L := &w.Layers[l]
+		for _, v := range []struct {
+			dst  *[]float32
+			role model.Role
+			bias bool
+			want bool
+		}{
+			{&L.AttnNorm, model.RoleAttnNorm, false, true}, {&L.MLPNorm, model.RoleMLPNorm, false, true},
+			{&L.QBias, model.RoleQ, true, cfg.AttentionBias}, {&L.KBias, model.RoleK, true, cfg.AttentionBias},
+			{&L.VBias, model.RoleV, true, cfg.AttentionBias},
+			{&L.QNorm, model.RoleQNorm, false, cfg.QKNorm}, {&L.KNorm, model.RoleKNorm, false, cfg.QKNorm},
+		} {
+			if v.want {
+				if *v.dst, err = vec(v.role, l, v.bias); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for _, m := range []struct {
+			dst  *Linear
+			role model.Role
+		}{{&L.Q, model.RoleQ}, {&L.K, model.RoleK}, {&L.V, model.RoleV}, {&L.O, model.RoleO},
+			{&L.Gate, model.RoleGate}, {&L.Up, model.RoleUp}, {&L.Down, model.RoleDown}} {
+			if *m.dst, err = lin(m.role, l); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return NewModel(cfg, w, opts)
+}
+
+// unpermute maps values stored in llama.cpp's q/k row order back to
+// Hugging Face's.
+func unpermute(v []float32, rowLen, headDim int) []float32 {
+	out := make([]float32, len(v))
+	rows := len(v) / rowLen
+	for r := 0; r < rows; r++ {
+		s := gguf.QKRowSource(r, headDim)
+		copy(out[s*rowLen:(s+1)*rowLen], v[r*rowLen:(r+1)*rowLen])
+	}
+	return out
+}
