@@ -20,6 +20,9 @@
 // either a second model (ModelReference, exact KL) or saved top-k
 // log-probabilities (LogProbWriter, ReadLogProbs; approximate KL, see
 // KLTopK). Options.Act simulates per-token activation quantization,
-// optionally after an online Hadamard rotation. NOTES.md gives the
-// protocols and measured numbers.
+// optionally after an online Hadamard rotation. Generate continues a
+// prompt greedily with a key/value cache. RotatedWeights builds the
+// weights of a checkpoint after the rotation plan of package rotate, to
+// check that the rotated model computes the same function. NOTES.md gives
+// the protocols and measured numbers.
 package infer

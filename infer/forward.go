@@ -48,15 +48,16 @@ func newRopeTable(cfg *model.Config) *ropeTable {
 	return &ropeTable{invFreq: inv}
 }
 
-// cosSin returns cos and sin of the rotary angles for positions [0, T):
-// index p*half+i, angle float32(p)·inv_freq[i] rounded to float32.
-func (r *ropeTable) cosSin(T int) (cos, sin []float32) {
+// cosSin returns cos and sin of the rotary angles for positions
+// [pos0, pos0+T): index t*half+i, angle float32(pos0+t)·inv_freq[i]
+// rounded to float32.
+func (r *ropeTable) cosSin(pos0, T int) (cos, sin []float32) {
 	half := len(r.invFreq)
 	cos = make([]float32, T*half)
 	sin = make([]float32, T*half)
 	for p := range T {
 		for i, f := range r.invFreq {
-			a := float64(float32(p) * f)
+			a := float64(float32(pos0+p) * f)
 			cos[p*half+i] = float32(math.Cos(a))
 			sin[p*half+i] = float32(math.Sin(a))
 		}
@@ -105,10 +106,31 @@ func silu(x float32) float32 {
 // (row t predicts the token after tokens[t]). The result is the same for
 // any number of workers.
 func (m *Model) Forward(ctx context.Context, tokens []int32) ([]float32, error) {
+	return m.forward(ctx, tokens, nil, false)
+}
+
+// forward runs tokens at positions pos0..pos0+len(tokens)-1, where pos0 is
+// the number of positions held in cache (0 without a cache). With a cache,
+// the new tokens attend to the cached keys and values as well as to each
+// other, and their keys and values are appended to the cache; on error the
+// cache is left as it was. With lastOnly only the last token's logits are
+// computed (vocab values). Every value is computed exactly as a cacheless
+// Forward over the whole sequence computes it, so the logits are
+// bit-identical to the corresponding rows of Forward.
+func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, lastOnly bool) (_ []float32, err error) {
 	cfg := m.cfg
 	T := len(tokens)
 	if T == 0 {
 		return nil, fmt.Errorf("infer: forward of an empty window")
+	}
+	pos0 := 0
+	if cache != nil {
+		pos0 = cache.n
+		defer func() {
+			if err != nil {
+				cache.truncate(pos0)
+			}
+		}()
 	}
 	H, I, V := cfg.HiddenSize, cfg.IntermediateSize, cfg.VocabSize
 	QD, KD, hd := cfg.QDim(), cfg.KVDim(), cfg.HeadDim
@@ -126,7 +148,7 @@ func (m *Model) Forward(ctx context.Context, tokens []int32) ([]float32, error) 
 		}
 		copy(x[t*H:(t+1)*H], row)
 	}
-	cos, sin := m.rope.cosSin(T)
+	cos, sin := m.rope.cosSin(pos0, T)
 	half := hd / 2
 
 	xn := make([]float32, T*H)
@@ -197,7 +219,11 @@ func (m *Model) Forward(ctx context.Context, tokens []int32) ([]float32, error) 
 			applyRope(qt, cfg.NumHeads, hd, c, s)
 			applyRope(kt, cfg.NumKVHeads, hd, c, s)
 		})
-		m.attention(att, q, k, v, T)
+		kAll, vAll := k, v
+		if cache != nil {
+			kAll, vAll = cache.add(l, k, v)
+		}
+		m.attention(att, q, kAll, vAll, T, pos0)
 		a, err = m.actInput(att, scratch, T, QD)
 		if err != nil {
 			return nil, wrap(err, "o input")
@@ -232,9 +258,19 @@ func (m *Model) Forward(ctx context.Context, tokens []int32) ([]float32, error) 
 			x[i] += tmp[i]
 		}
 	}
-	norm(xn, x, m.w.FinalNorm)
-	logits := make([]float32, T*V)
-	if err := matMul(m.w.LMHead, logits, xn, T, nw); err != nil {
+	if cache != nil {
+		cache.n += T
+	}
+	out := T // rows of logits: the last out positions
+	if lastOnly {
+		out = 1
+	}
+	x, xn = x[(T-out)*H:], xn[(T-out)*H:]
+	parallelFor(out, nw, func(t int) {
+		rmsNorm(xn[t*H:(t+1)*H], x[t*H:(t+1)*H], m.w.FinalNorm, eps)
+	})
+	logits := make([]float32, out*V)
+	if err := matMul(m.w.LMHead, logits, xn, out, nw); err != nil {
 		return nil, fmt.Errorf("infer: lm_head: %w", err)
 	}
 	return logits, nil
@@ -243,11 +279,13 @@ func (m *Model) Forward(ctx context.Context, tokens []int32) ([]float32, error) 
 // attnBlock is the number of query positions of one attention work item.
 const attnBlock = 16
 
-// attention computes causal grouped-query attention: query head h attends
-// with key/value head h/(heads/kv_heads) over positions 0..t. Softmax in
-// float32 with float64 exponentials; each output is computed by one work
-// item in a fixed order.
-func (m *Model) attention(out, q, k, v []float32, T int) {
+// attention computes causal grouped-query attention for T queries at
+// positions pos0..pos0+T-1 (q holds T rows; k and v hold pos0+T rows, all
+// positions from 0): query head h at position p attends with key/value head
+// h/(heads/kv_heads) over positions 0..p. Softmax in float32 with float64
+// exponentials; each output is computed by one work item in a fixed order
+// that does not depend on pos0.
+func (m *Model) attention(out, q, k, v []float32, T, pos0 int) {
 	cfg := m.cfg
 	hd, QD, KD := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
 	group := cfg.NumHeads / cfg.NumKVHeads
@@ -256,17 +294,18 @@ func (m *Model) attention(out, q, k, v []float32, T int) {
 	parallelFor(cfg.NumHeads*nb, m.workers(), func(item int) {
 		h, b := item/nb, item%nb
 		kvh := h / group
-		p := make([]float32, T)
+		p := make([]float32, pos0+T)
 		for t := b * attnBlock; t < min(T, (b+1)*attnBlock); t++ {
 			qt := q[t*QD+h*hd : t*QD+(h+1)*hd]
+			P := pos0 + t // absolute position of the query
 			mx := float32(math.Inf(-1))
-			for j := 0; j <= t; j++ {
+			for j := 0; j <= P; j++ {
 				s := dot(qt, k[j*KD+kvh*hd:j*KD+(kvh+1)*hd]) * scale
 				p[j] = s
 				mx = max(mx, s)
 			}
 			var sum float32
-			for j := 0; j <= t; j++ {
+			for j := 0; j <= P; j++ {
 				e := float32(math.Exp(float64(p[j] - mx)))
 				p[j] = e
 				sum += e
@@ -274,7 +313,7 @@ func (m *Model) attention(out, q, k, v []float32, T int) {
 			inv := 1 / sum
 			o := out[t*QD+h*hd : t*QD+(h+1)*hd]
 			clear(o)
-			for j := 0; j <= t; j++ {
+			for j := 0; j <= P; j++ {
 				w := p[j] * inv
 				vj := v[j*KD+kvh*hd : j*KD+(kvh+1)*hd]
 				vj = vj[:len(o)]

@@ -103,12 +103,15 @@ func (m *Matrix) Clone() *Matrix {
 // AttnNorm, MLPNorm [d]; Q [h·hd, d]; K, V [k·hd, d]; O [d, h·hd];
 // Gate, Up [f, d]; Down [d, f]. QBias, KBias and VBias are optional
 // (nil when absent, as in Llama; present in Qwen2) with lengths Q.Rows,
-// K.Rows and V.Rows.
+// K.Rows and V.Rows. QNorm and KNorm (Qwen3's per-head query/key RMSNorm
+// weights, [hd] each, nil when absent) act after the projections, on a
+// side of q and k that no rotation touches, so they are carried unchanged.
 type Layer struct {
 	AttnNorm, MLPNorm   []float32
 	Q, K, V, O          *Matrix
 	Gate, Up, Down      *Matrix
 	QBias, KBias, VBias []float32
+	QNorm, KNorm        []float32
 }
 
 // Options configures [RotateLayer].
