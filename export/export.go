@@ -218,6 +218,11 @@ func Stitch(ctx context.Context, ck *model.Checkpoint, out store.Store, p *shard
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
+	// A copy of the tokenizer beside the GGUF lets `adaptq verify` tokenize
+	// text for it.
+	if _, err := out.Put(ctx, model.TokenizerFile, bytes.NewReader(tok), int64(len(tok))); err != nil {
+		return nil, fmt.Errorf("stitch: %w", err)
+	}
 	opts := gguf.LlamaOptions{Name: lastElem(p.Model), Tokenizer: tok, TokenizerConfig: tokCfg}
 	if ft, ok := ftypes[r.Name]; ok {
 		opts.FileType = &ft

@@ -46,34 +46,59 @@ type verifyReport struct {
 	SavedLogProbs   string  `json:"saved_logprobs,omitempty"`
 }
 
-// openCheckpoint opens the Hugging Face checkpoint at a location given by
-// flag; GGUF files are refused with a clear message for now.
-func openCheckpoint(ctx context.Context, flagName, location string) (*model.Checkpoint, error) {
-	if strings.HasSuffix(strings.ToLower(strings.TrimRight(location, "/")), ".gguf") {
-		return nil, fmt.Errorf("%s %s: GGUF models are not supported yet; give a Hugging Face checkpoint (config.json, safetensors, tokenizer.json)", flagName, location)
+// loadedModel is a model given by location: a Hugging Face checkpoint, or
+// a GGUF file (a location ending in .gguf) whose weights stay quantized.
+type loadedModel struct {
+	Location string
+	Config   *model.Config
+	// Tokens is where tokenizer.json is looked for: the checkpoint, or the
+	// GGUF file's folder (adaptq export writes a copy there).
+	Tokens store.Store
+}
+
+// splitGGUF splits "dir/model.gguf" (or s3://bucket/prefix/model.gguf) into
+// the folder's location and the file's key; ok is false for other locations.
+func splitGGUF(location string) (dir, key string, ok bool) {
+	loc := strings.TrimRight(location, "/")
+	if !strings.HasSuffix(strings.ToLower(loc), ".gguf") {
+		return "", "", false
+	}
+	i := strings.LastIndex(loc, "/")
+	if i < 0 {
+		return ".", loc, true
+	}
+	if strings.HasSuffix(loc[:i], ":/") { // s3://bucket.gguf has no folder
+		return "", "", false
+	}
+	return loc[:i], loc[i+1:], true
+}
+
+// loadModel opens and loads the model at a location given by a flag.
+func loadModel(ctx context.Context, flagName, location string) (*loadedModel, *infer.Model, error) {
+	if dir, key, ok := splitGGUF(location); ok {
+		s, err := store.Open(dir)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", flagName, err)
+		}
+		m, err := infer.LoadGGUF(ctx, s, key, infer.Options{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", flagName, err)
+		}
+		return &loadedModel{Location: store.Describe(s, key), Config: m.Config(), Tokens: s}, m, nil
 	}
 	s, err := store.Open(location)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flagName, err)
+		return nil, nil, fmt.Errorf("%s: %w", flagName, err)
 	}
 	ck, err := model.Open(ctx, s)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flagName, err)
-	}
-	return ck, nil
-}
-
-// loadModel opens and loads the checkpoint at a location.
-func loadModel(ctx context.Context, flagName, location string) (*model.Checkpoint, *infer.Model, error) {
-	ck, err := openCheckpoint(ctx, flagName, location)
-	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%s: %w", flagName, err)
 	}
 	m, err := infer.LoadModel(ctx, ck)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", flagName, err)
 	}
-	return ck, m, nil
+	return &loadedModel{Location: s.Location(), Config: ck.Config, Tokens: s}, m, nil
 }
 
 // errNoTokenizer reports a checkpoint without tokenizer.json.
@@ -81,17 +106,17 @@ var errNoTokenizer = errors.New("no " + tokenizerFile)
 
 // loadTokenizer reads the checkpoint's tokenizer.json; a missing file is
 // reported wrapping errNoTokenizer.
-func loadTokenizer(ctx context.Context, ck *model.Checkpoint) (*tokenizer.Tokenizer, error) {
-	data, err := store.ReadAll(ctx, ck.Store, tokenizerFile)
+func loadTokenizer(ctx context.Context, lm *loadedModel) (*tokenizer.Tokenizer, error) {
+	data, err := store.ReadAll(ctx, lm.Tokens, tokenizerFile)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%s has %w", ck.Store.Location(), errNoTokenizer)
+		return nil, fmt.Errorf("%s has %w", lm.Tokens.Location(), errNoTokenizer)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read tokenizer: %w", err)
 	}
 	tok, err := tokenizer.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", store.Describe(ck.Store, tokenizerFile), err)
+		return nil, fmt.Errorf("%s: %w", store.Describe(lm.Tokens, tokenizerFile), err)
 	}
 	return tok, nil
 }
@@ -228,7 +253,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	// Reference and recording.
 	rep := verifyReport{
-		Model: ck.Store.Location(), Input: input, InputTokens: len(ids), Protocol: *protocol, Ctx: *ctxLen,
+		Model: ck.Location, Input: input, InputTokens: len(ids), Protocol: *protocol, Ctx: *ctxLen,
 		ActBits: *actBits, Hadamard: *hadamard, Workers: *workers,
 	}
 	var eo infer.EvalOptions
@@ -239,13 +264,13 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 		if rck.Config.VocabSize != cfg.VocabSize {
-			return fmt.Errorf("--reference %s has a vocabulary of %d, the model %d", rck.Store.Location(), rck.Config.VocabSize, cfg.VocabSize)
+			return fmt.Errorf("--reference %s has a vocabulary of %d, the model %d", rck.Location, rck.Config.VocabSize, cfg.VocabSize)
 		}
 		if ref, err = ref.With(infer.Options{Workers: *workers}); err != nil {
 			return err
 		}
 		eo.Reference = infer.ModelReference{Model: ref}
-		rep.ReferenceModel = rck.Store.Location()
+		rep.ReferenceModel = rck.Location
 	case *refLogProbs != "":
 		f, err := os.Open(*refLogProbs)
 		if err != nil {

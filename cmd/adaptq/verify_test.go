@@ -152,8 +152,8 @@ func TestVerifyErrors(t *testing.T) {
 		{"two references", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--reference", fixtureF32, "--reference-logprobs", "x"}, 2, "at most one"},
 		{"protocol", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--protocol", "half"}, 2, "--protocol"},
 		{"act bits", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--act-bits", "3"}, 2, "--act-bits 3"},
-		{"gguf", []string{"--model", "/models/x.Q4_K_M.gguf", "--ids", fixtureIDs}, 1, "GGUF models are not supported yet"},
-		{"gguf reference", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--reference", "y.gguf"}, 1, "GGUF"},
+		{"missing gguf", []string{"--model", "/models/x.Q4_K_M.gguf", "--ids", fixtureIDs}, 1, "object not found"},
+		{"missing gguf reference", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--reference", "y.gguf"}, 1, "y.gguf"},
 		{"no tokenizer", []string{"--model", noTok, "--text", fixtureText}, 1, "no tokenizer.json; give token ids with --ids"},
 		{"short text", []string{"--model", fixtureF32, "--text", short}, 1, "shorter than one window"},
 		{"ctx beyond model", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--ctx", "1024"}, 1, "max_position_embeddings 512"},
@@ -172,5 +172,24 @@ func TestVerifyErrors(t *testing.T) {
 	rep := verifyJSON(t, "--model", noTok, "--ids", fixtureIDs, "--limit", "1")
 	if rep.Windows != 1 || rep.PPL <= 1 {
 		t.Errorf("ids without tokenizer: %+v", rep)
+	}
+}
+
+// TestVerifyExportedGGUF exports the fixture and evaluates the GGUF file
+// against the original: F32 gives the reference perplexity, Q8_0 a small KL.
+func TestVerifyExportedGGUF(t *testing.T) {
+	for _, tc := range []struct {
+		recipe string
+		maxKL  float64
+	}{{"f32", 1e-6}, {"q8_0", 0.003}} {
+		out := t.TempDir()
+		if code, _, errs := runCLI("export", "--model", fixtureF32, "--type", tc.recipe, "--out", out); code != 0 {
+			t.Fatalf("export: %s", errs)
+		}
+		rep := verifyJSON(t, "--model", filepath.Join(out, "model.gguf"), "--reference", fixtureF32, "--text", fixtureText, "--limit", "10")
+		t.Logf("%s: PPL %.4f, KL %.3g, top-1 %.2f%%", tc.recipe, rep.PPL, rep.KLMean, 100*rep.Top1)
+		if rep.KLMean > tc.maxKL || (tc.recipe == "f32" && rep.Top1 != 1) {
+			t.Errorf("%s: KL %.3g (max %.3g), top-1 %.4f", tc.recipe, rep.KLMean, tc.maxKL, rep.Top1)
+		}
 	}
 }
