@@ -1,5 +1,9 @@
-// Package deploy holds no Go code yet. The folder will hold what operators
-// need outside the Helm chart: a container build file, a Job template that
-// starts a run with the Temporal CLI, values for a 70B run and the
-// search-attribute registration for a real Temporal cluster.
+// Package deploy holds no Go code. The folder holds what operators need
+// outside the Helm chart (helm/adaptq): the container build file
+// (Dockerfile), values for a Llama-3-70B run (values-70b.yaml), the
+// search-attribute registration for a real Temporal cluster
+// (search-attributes.sh) and, in its own Go module (validate/), the test
+// that decodes every object the chart renders strictly into its Kubernetes
+// type and checks the chart's invariants; scripts/helm-check.sh runs it.
+// The Job that starts a run is the chart's run-job.yaml (values run.*).
 package deploy

@@ -20,6 +20,7 @@ go vet ./...
 
 echo "== go test"
 go test -count=1 -timeout 30m ./...
+bash scripts/helm-check.sh
 
 if [ "$FUZZTIME" != "0" ]; then
   echo "== fuzz ($FUZZTIME each)"
