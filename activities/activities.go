@@ -1,0 +1,263 @@
+// Package activities holds adaptq's Temporal activities: thin adapters that
+// open the stores named in their input, call the pipeline (packages model,
+// shards, export, infer), write results under idempotent keys and return
+// small summaries — object keys, sizes, checksums and measured figures,
+// never tensor bytes. Bad input is a non-retryable application error that
+// names the file and tensor; store faults are returned as they are, so
+// Temporal retries them with backoff.
+package activities
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ohms-project/adaptq/export"
+	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/shards"
+	"github.com/ohms-project/adaptq/store"
+)
+
+// ErrTypeBadInput is the application error type of non-retryable bad input.
+const ErrTypeBadInput = "BadInput"
+
+// Observer receives measurements of finished work (workers.Metrics
+// implements it).
+type Observer interface {
+	ShardDone(seconds float64, bytesIn, bytesOut int64)
+}
+
+// Activities holds what the activities share on one worker. Credentials
+// never pass through here: stores read them from the environment.
+type Activities struct {
+	// Open opens a store location; nil means store.Open.
+	Open func(location string) (store.Store, error)
+	// Observer, if set, is told about every finished shard.
+	Observer Observer
+	// MaxModels bounds the models an evaluation worker keeps loaded
+	// (default 2: the quantized model and its reference).
+	MaxModels int
+
+	once  sync.Once
+	cache *modelCache
+}
+
+// models returns the worker's model cache.
+func (a *Activities) models() *modelCache {
+	a.once.Do(func() {
+		n := a.MaxModels
+		if n <= 0 {
+			n = 2
+		}
+		a.cache = &modelCache{max: n}
+	})
+	return a.cache
+}
+
+func (a *Activities) open(loc string) (store.Store, error) {
+	if a.Open != nil {
+		return a.Open(loc)
+	}
+	return store.Open(loc)
+}
+
+// badInput turns errors caused by the input into non-retryable errors.
+func badInput(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ie *shards.InputError
+	if errors.Is(err, model.ErrInvalid) || errors.As(err, &ie) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	return err
+}
+
+// Recipe builds the recipe of a run from its name and options.
+func Recipe(name string, rot shards.Rotation, optimized, compress bool) (shards.Recipe, error) {
+	r, err := shards.NamedRecipe(name)
+	if err != nil {
+		return shards.Recipe{}, err
+	}
+	r.Rotation, r.Optimized, r.Compress = rot, optimized, compress
+	return r, r.Validate()
+}
+
+// PlanInput is the input of PlanModel.
+type PlanInput struct {
+	Model  string        `json:"model"`
+	Output string        `json:"output"`
+	Recipe shards.Recipe `json:"recipe"`
+}
+
+// PlanOutput is what PlanModel returns: the plan's key and shape.
+type PlanOutput struct {
+	PlanKey     string   `json:"plan_key"`
+	Shards      []string `json:"shards"`
+	SourceID    string   `json:"source_id"`
+	ModelType   string   `json:"model_type"`
+	Layers      int      `json:"layers"`
+	Parameters  int64    `json:"parameters"`
+	SourceBytes int64    `json:"source_bytes"`
+}
+
+// PlanModel reads config.json and the safetensors headers, splits the model
+// into shards and writes the plan object.
+func (a *Activities) PlanModel(ctx context.Context, in PlanInput) (PlanOutput, error) {
+	if err := in.Recipe.Validate(); err != nil {
+		return PlanOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	src, err := a.open(in.Model)
+	if err != nil {
+		return PlanOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	out, err := a.open(in.Output)
+	if err != nil {
+		return PlanOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	ck, err := model.Open(ctx, src)
+	if err != nil {
+		return PlanOutput{}, badInput(err)
+	}
+	p := shards.MakePlan(ck)
+	key, err := export.WritePlan(ctx, out, p)
+	if err != nil {
+		return PlanOutput{}, err
+	}
+	po := PlanOutput{PlanKey: key, SourceID: p.SourceID, ModelType: ck.Config.ModelType, Layers: ck.Config.NumLayers,
+		Parameters: ck.NumParams(), SourceBytes: ck.SizeOnDisk()}
+	for _, s := range p.Shards {
+		po.Shards = append(po.Shards, s.Name)
+	}
+	return po, nil
+}
+
+// ShardInput is the input of QuantizeShard.
+type ShardInput struct {
+	Model   string        `json:"model"`
+	Output  string        `json:"output"`
+	PlanKey string        `json:"plan_key"`
+	Index   int           `json:"index"`
+	Recipe  shards.Recipe `json:"recipe"`
+}
+
+// ShardProgress is QuantizeShard's heartbeat detail.
+type ShardProgress struct {
+	Shard       string `json:"shard"`
+	TensorsDone int    `json:"tensors_done"`
+	Tensors     int    `json:"tensors"`
+}
+
+// QuantizeShard quantizes one shard and writes its object under a key
+// derived from its inputs (create-once). It heartbeats after every tensor.
+// A retry first looks for the finished shard and reuses it; an attempt cut
+// short redoes the shard from its start (the heartbeat detail says how far
+// the last attempt came, which the log reports).
+func (a *Activities) QuantizeShard(ctx context.Context, in ShardInput) (export.ShardRecord, error) {
+	start := time.Now()
+	logger := activity.GetLogger(ctx)
+	if activity.HasHeartbeatDetails(ctx) {
+		var prev ShardProgress
+		if err := activity.GetHeartbeatDetails(ctx, &prev); err == nil {
+			logger.Info("retrying a shard", "shard", prev.Shard, "tensors_done", prev.TensorsDone, "tensors", prev.Tensors)
+		}
+	}
+	src, err := a.open(in.Model)
+	if err != nil {
+		return export.ShardRecord{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	out, err := a.open(in.Output)
+	if err != nil {
+		return export.ShardRecord{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	p, err := export.ReadPlan(ctx, out, in.PlanKey)
+	if err != nil {
+		return export.ShardRecord{}, err
+	}
+	if in.Index < 0 || in.Index >= len(p.Shards) {
+		err := fmt.Errorf("shard index %d outside a plan of %d shards", in.Index, len(p.Shards))
+		return export.ShardRecord{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	ck, err := model.Open(ctx, src)
+	if err != nil {
+		return export.ShardRecord{}, badInput(err)
+	}
+	if shards.MakePlan(ck).SourceID != p.SourceID {
+		err := fmt.Errorf("%s changed since it was planned (source fingerprint differs)", in.Model)
+		return export.ShardRecord{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	s := p.Shards[in.Index]
+	activity.RecordHeartbeat(ctx, ShardProgress{Shard: s.Name, Tensors: len(s.Tensors)})
+	rec, err := export.WriteShard(ctx, ck, out, p, s, in.Recipe, func(tensor string, done, total int) {
+		activity.RecordHeartbeat(ctx, ShardProgress{Shard: s.Name, TensorsDone: done, Tensors: total})
+	})
+	if err != nil {
+		return export.ShardRecord{}, badInput(err)
+	}
+	if a.Observer != nil && !rec.Reused {
+		var in int64
+		for _, name := range s.Tensors {
+			if t, ok := ck.Tensor(name); ok {
+				in += t.Size
+			}
+		}
+		a.Observer.ShardDone(time.Since(start).Seconds(), in, rec.Size)
+	}
+	return rec, nil
+}
+
+// StitchInput is the input of StitchModel.
+type StitchInput struct {
+	Model   string               `json:"model"`
+	Output  string               `json:"output"`
+	PlanKey string               `json:"plan_key"`
+	Recipe  shards.Recipe        `json:"recipe"`
+	Records []export.ShardRecord `json:"records"`
+}
+
+// StitchModel writes the GGUF file and the manifest from the shard objects.
+func (a *Activities) StitchModel(ctx context.Context, in StitchInput) (export.Summary, error) {
+	src, err := a.open(in.Model)
+	if err != nil {
+		return export.Summary{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	out, err := a.open(in.Output)
+	if err != nil {
+		return export.Summary{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	p, err := export.ReadPlan(ctx, out, in.PlanKey)
+	if err != nil {
+		return export.Summary{}, err
+	}
+	ck, err := model.Open(ctx, src)
+	if err != nil {
+		return export.Summary{}, badInput(err)
+	}
+	activity.RecordHeartbeat(ctx, "stitching")
+	sum, err := export.Stitch(ctx, ck, out, p, in.Recipe, in.Records)
+	if err != nil {
+		return export.Summary{}, badInput(err)
+	}
+	return *sum, nil
+}
+
+// MarkIncomplete writes a marker object in the output saying the run did
+// not finish (cancelled or failed) and why.
+func (a *Activities) MarkIncomplete(ctx context.Context, output, reason string) error {
+	out, err := a.open(output)
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	body := []byte(reason + "\n")
+	_, err = out.Put(ctx, IncompleteKey, bytes.NewReader(body), int64(len(body)))
+	return err
+}
+
+// IncompleteKey marks an output whose run did not finish.
+const IncompleteKey = "INCOMPLETE"

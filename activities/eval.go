@@ -1,0 +1,320 @@
+package activities
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ohms-project/adaptq/infer"
+	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/tokenizer"
+)
+
+// splitObject splits an object location ("dir/file", "s3://b/p/file") into
+// the store of its folder and its key.
+func (a *Activities) splitObject(loc string) (store.Store, string, error) {
+	loc = strings.TrimRight(loc, "/")
+	i := strings.LastIndex(loc, "/")
+	if i < 0 {
+		s, err := a.open(".")
+		return s, loc, err
+	}
+	if strings.HasSuffix(loc[:i], ":/") {
+		return nil, "", fmt.Errorf("location %q names no object", loc)
+	}
+	s, err := a.open(loc[:i])
+	return s, loc[i+1:], err
+}
+
+// EvalPrepInput is the input of PrepareEval.
+type EvalPrepInput struct {
+	Reference string `json:"reference"` // checkpoint whose tokenizer.json tokenizes the text
+	Text      string `json:"text"`      // object location of the text
+	Output    string `json:"output"`    // where the token ids are written
+	Ctx       int    `json:"ctx"`
+	Protocol  string `json:"protocol"`
+}
+
+// EvalPrep is what PrepareEval returns.
+type EvalPrep struct {
+	IDsKey  string `json:"ids_key"` // in the output store
+	Tokens  int    `json:"tokens"`
+	Windows int    `json:"windows"`
+	BOS     int32  `json:"bos"`
+}
+
+// PrepareEval tokenizes the evaluation text once, stores the ids and says
+// how many windows the protocol makes of them.
+func (a *Activities) PrepareEval(ctx context.Context, in EvalPrepInput) (EvalPrep, error) {
+	bad := func(err error) (EvalPrep, error) {
+		return EvalPrep{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	ref, err := a.open(in.Reference)
+	if err != nil {
+		return bad(err)
+	}
+	tokJSON, err := store.ReadAll(ctx, ref, model.TokenizerFile)
+	if errors.Is(err, store.ErrNotFound) {
+		return bad(err)
+	} else if err != nil {
+		return EvalPrep{}, err
+	}
+	tok, err := tokenizer.Parse(tokJSON)
+	if err != nil {
+		return bad(fmt.Errorf("%s: %w", store.Describe(ref, model.TokenizerFile), err))
+	}
+	ts, key, err := a.splitObject(in.Text)
+	if err != nil {
+		return bad(err)
+	}
+	text, err := store.ReadAll(ctx, ts, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return bad(err)
+	} else if err != nil {
+		return EvalPrep{}, err
+	}
+	bos, ok := tok.BOS()
+	if !ok {
+		return bad(fmt.Errorf("%s defines no BOS token", store.Describe(ref, model.TokenizerFile)))
+	}
+	ids := tok.Encode(string(text), false)
+	wins, err := infer.Windows(toInt32(ids), infer.Protocol(in.Protocol), in.Ctx, int32(bos))
+	if err != nil {
+		return bad(err)
+	}
+	out, err := a.open(in.Output)
+	if err != nil {
+		return bad(err)
+	}
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprint(&b, id)
+	}
+	idsKey := "eval/ids-" + hashOf(in.Text, in.Reference)[:16] + ".txt"
+	if _, err := out.Put(ctx, idsKey, strings.NewReader(b.String()), int64(b.Len())); err != nil {
+		return EvalPrep{}, err
+	}
+	return EvalPrep{IDsKey: idsKey, Tokens: len(ids), Windows: len(wins), BOS: int32(bos)}, nil
+}
+
+// EvalChunkInput is the input of EvalWindows: a range of windows.
+type EvalChunkInput struct {
+	Model     string `json:"model"`     // the quantized GGUF file's location
+	Reference string `json:"reference"` // the original checkpoint
+	Output    string `json:"output"`    // holds the ids; receives the sums
+	IDsKey    string `json:"ids_key"`
+	Ctx       int    `json:"ctx"`
+	Protocol  string `json:"protocol"`
+	BOS       int32  `json:"bos"`
+	First     int    `json:"first"`
+	Count     int    `json:"count"`
+}
+
+// EvalChunk is what EvalWindows returns: where the full sums are and their
+// totals (the per-token KL values stay in the store).
+type EvalChunk struct {
+	SumsKey string  `json:"sums_key"`
+	Windows int     `json:"windows"`
+	Tokens  int     `json:"tokens"`
+	NLL     float64 `json:"nll"`
+	RefNLL  float64 `json:"ref_nll"`
+	KL      float64 `json:"kl"`
+	Top1    int     `json:"top1"`
+}
+
+// EvalWindows evaluates a range of windows of the quantized model against
+// the reference and stores the mergeable sums. Both models are loaded once
+// per worker and kept (see Activities.Models).
+func (a *Activities) EvalWindows(ctx context.Context, in EvalChunkInput) (EvalChunk, error) {
+	bad := func(err error) (EvalChunk, error) {
+		return EvalChunk{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	out, err := a.open(in.Output)
+	if err != nil {
+		return bad(err)
+	}
+	raw, err := store.ReadAll(ctx, out, in.IDsKey)
+	if err != nil {
+		return EvalChunk{}, err
+	}
+	ids, err := infer.ReadIDs(strings.NewReader(string(raw)))
+	if err != nil {
+		return bad(err)
+	}
+	wins, err := infer.Windows(ids, infer.Protocol(in.Protocol), in.Ctx, in.BOS)
+	if err != nil {
+		return bad(err)
+	}
+	if in.First < 0 || in.Count <= 0 || in.First+in.Count > len(wins) {
+		return bad(fmt.Errorf("windows [%d, %d) outside the %d windows of the text", in.First, in.First+in.Count, len(wins)))
+	}
+	qm, err := a.models().get(ctx, a, in.Model, true)
+	if err != nil {
+		return EvalChunk{}, err
+	}
+	rm, err := a.models().get(ctx, a, in.Reference, false)
+	if err != nil {
+		return EvalChunk{}, err
+	}
+	sums := &infer.Sums{Reference: true}
+	for i := in.First; i < in.First+in.Count; i++ {
+		part, err := infer.Evaluate(ctx, qm, wins[i:i+1], infer.EvalOptions{Reference: infer.ModelReference{Model: rm}})
+		if err != nil {
+			return EvalChunk{}, err
+		}
+		sums.Windows = append(sums.Windows, part.Windows...)
+		activity.RecordHeartbeat(ctx, i-in.First+1)
+	}
+	b, err := json.Marshal(sums)
+	if err != nil {
+		return EvalChunk{}, err
+	}
+	key := fmt.Sprintf("eval/sums-%s-%06d-%06d.json", hashOf(in.Model, in.Reference, in.IDsKey, in.Protocol, fmt.Sprint(in.Ctx))[:16], in.First, in.Count)
+	if _, err := out.Put(ctx, key, strings.NewReader(string(b)), int64(len(b))); err != nil {
+		return EvalChunk{}, err
+	}
+	c := EvalChunk{SumsKey: key, Windows: len(sums.Windows)}
+	for _, w := range sums.Windows {
+		c.Tokens += w.Tokens
+		c.NLL += w.NLL
+		c.RefNLL += w.RefNLL
+		c.KL += w.KL
+		c.Top1 += w.Top1
+	}
+	return c, nil
+}
+
+// AggregateInput is the input of AggregateEval.
+type AggregateInput struct {
+	Output  string   `json:"output"`
+	SumsKey []string `json:"sums_keys"`
+}
+
+// ResultKey is where AggregateEval writes the evaluation result.
+const ResultKey = "eval/result.json"
+
+// AggregateEval merges the stored sums of every chunk (exact quantiles over
+// all tokens) and writes the result beside the model.
+func (a *Activities) AggregateEval(ctx context.Context, in AggregateInput) (infer.Result, error) {
+	out, err := a.open(in.Output)
+	if err != nil {
+		return infer.Result{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	parts := make([]*infer.Sums, 0, len(in.SumsKey))
+	for _, k := range in.SumsKey {
+		b, err := store.ReadAll(ctx, out, k)
+		if err != nil {
+			return infer.Result{}, err
+		}
+		var s infer.Sums
+		if err := json.Unmarshal(b, &s); err != nil {
+			return infer.Result{}, fmt.Errorf("%s: %w", store.Describe(out, k), err)
+		}
+		parts = append(parts, &s)
+	}
+	merged, err := infer.Merge(parts...)
+	if err != nil {
+		return infer.Result{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	res := merged.Result()
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if _, err := out.Put(ctx, ResultKey, strings.NewReader(string(b)), int64(len(b))); err != nil {
+		return infer.Result{}, err
+	}
+	return res, nil
+}
+
+// modelCache keeps the last few loaded models of a worker, keyed by
+// location and the object's ETag, so a worker loads a model once.
+type modelCache struct {
+	mu    sync.Mutex
+	max   int
+	order []string
+	m     map[string]*infer.Model
+}
+
+func (c *modelCache) get(ctx context.Context, a *Activities, loc string, gguf bool) (*infer.Model, error) {
+	var s store.Store
+	var key, etag string
+	var err error
+	if gguf {
+		if s, key, err = a.splitObject(loc); err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+		}
+	} else {
+		if s, err = a.open(loc); err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+		}
+		key = model.ConfigFile
+	}
+	info, err := s.Stat(ctx, key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+		}
+		return nil, err
+	}
+	etag = info.ETag
+	id := loc + "\x00" + etag
+	c.mu.Lock()
+	if m, ok := c.m[id]; ok {
+		c.mu.Unlock()
+		return m, nil
+	}
+	c.mu.Unlock()
+	var m *infer.Model
+	if gguf {
+		m, err = infer.LoadGGUF(ctx, s, key, infer.Options{})
+	} else {
+		var ck *model.Checkpoint
+		if ck, err = model.Open(ctx, s); err == nil {
+			m, err = infer.LoadModel(ctx, ck)
+		}
+	}
+	if err != nil {
+		return nil, badInput(err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*infer.Model{}
+	}
+	if _, ok := c.m[id]; !ok {
+		c.m[id] = m
+		c.order = append(c.order, id)
+		for len(c.order) > c.max {
+			delete(c.m, c.order[0])
+			c.order = c.order[1:]
+		}
+	}
+	return m, nil
+}
+
+func hashOf(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func toInt32(ids []int) []int32 {
+	out := make([]int32, len(ids))
+	for i, id := range ids {
+		out[i] = int32(id)
+	}
+	return out
+}
