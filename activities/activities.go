@@ -27,19 +27,14 @@ import (
 // ErrTypeBadInput is the application error type of non-retryable bad input.
 const ErrTypeBadInput = "BadInput"
 
-// Observer receives measurements of finished work (workers.Metrics
-// implements it).
-type Observer interface {
-	ShardDone(seconds float64, bytesIn, bytesOut int64)
-}
-
 // Activities holds what the activities share on one worker. Credentials
 // never pass through here: stores read them from the environment.
 type Activities struct {
 	// Open opens a store location; nil means store.Open.
 	Open func(location string) (store.Store, error)
-	// Observer, if set, is told about every finished shard.
-	Observer Observer
+	// ShardDone, if set, is told how long every shard quantized here took
+	// and how many bytes it read and wrote (for the worker's metrics).
+	ShardDone func(ctx context.Context, seconds float64, bytesIn, bytesOut int64)
 	// MaxModels bounds the models an evaluation worker keeps loaded
 	// (default 2: the quantized model and its reference).
 	MaxModels int
@@ -200,14 +195,14 @@ func (a *Activities) QuantizeShard(ctx context.Context, in ShardInput) (export.S
 	if err != nil {
 		return export.ShardRecord{}, badInput(err)
 	}
-	if a.Observer != nil && !rec.Reused {
+	if a.ShardDone != nil && !rec.Reused {
 		var in int64
 		for _, name := range s.Tensors {
 			if t, ok := ck.Tensor(name); ok {
 				in += t.Size
 			}
 		}
-		a.Observer.ShardDone(time.Since(start).Seconds(), in, rec.Size)
+		a.ShardDone(ctx, time.Since(start).Seconds(), in, rec.Size)
 	}
 	return rec, nil
 }
