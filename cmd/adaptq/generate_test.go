@@ -57,7 +57,7 @@ func TestGenerateErrors(t *testing.T) {
 	}{
 		{"no model", []string{"generate"}, 2, "--model is required"},
 		{"negative n", []string{"generate", "--model", fixtureF32, "-n", "-1"}, 2, "-n -1"},
-		{"gguf", []string{"generate", "--model", "m.gguf"}, 1, "GGUF models are not supported yet"},
+		{"missing gguf", []string{"generate", "--model", "m.gguf"}, 1, "m.gguf: object not found"},
 		{"no tokenizer", []string{"generate", "--model", noTok}, 1, "no tokenizer.json; generate needs it"},
 		{"too long", []string{"generate", "--model", fixtureF32, "-n", "600"}, 1, "max_position_embeddings"},
 	} {
