@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -227,3 +228,5 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
