@@ -29,6 +29,24 @@
 // dequantizeRowQ4K, …) that work on a whole number of blocks; the exported
 // functions check lengths and dispatch.
 //
+// # Optimised quantizers
+//
+// Quantize writes the same layouts as QuantizeRef with a lower, or at worst
+// equal, squared error, optionally weighted per column by an importance
+// vector (an imatrix). It searches the scales of each block (the per-block
+// d of Q8_0, Q4_0, TQ1_0 and TQ2_0; the sub-block scales and mins and the
+// fp16 super-block scales of the K-quants) to minimise the weighted error,
+// and keeps, block by block, whichever of its block and the reference
+// quantizer's block decodes with the lower weighted error, so it is never
+// worse than QuantizeRef by construction. See docs/CODECS.md for the
+// measured errors and speeds.
+//
+// # BitNet b1.58
+//
+// QuantizeBitNet writes TQ1_0 or TQ2_0 with one scale for the whole tensor
+// (BitNetScale: the mean |W|) and W_q = clip(round(W/scale), −1, 1);
+// TritStats reports the fraction of zero trits and their entropy.
+//
 // # Rows that do not fit the block size
 //
 // A row whose length is not a multiple of its type's block size is refused

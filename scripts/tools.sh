@@ -2,6 +2,7 @@
 # Installs the external programs the test suite needs into .tools/ (git-ignored),
 # once; later runs find them there. Prints nothing but progress on stderr.
 #   .tools/bin/minio                       MinIO server (S3 for the store tests)
+#   .tools/bin/temporal                    Temporal CLI (dev server and client for the worker tests)
 #   .tools/npm/node_modules/node-llama-cpp  llama.cpp's prebuilt CPU libraries (oracle)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,6 +11,7 @@ mkdir -p "$tools/bin"
 
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 NODE_LLAMA_CPP_VERSION=3.21.1
+TEMPORAL_CLI_VERSION=v1.5.1
 
 want() { [ "${1:-all}" = all ] || [ "${1:-all}" = "$2" ]; }
 
@@ -18,6 +20,15 @@ if want "${1:-all}" minio; then
   if [ ! -x "$tools/bin/minio" ] || [ ! -f "$stamp" ]; then
     echo "tools: building MinIO $MINIO_VERSION (about 3 minutes, once)" >&2
     GOBIN="$tools/bin" go install "github.com/minio/minio@$MINIO_VERSION"
+    touch "$stamp"
+  fi
+fi
+
+if want "${1:-all}" temporal; then
+  stamp="$tools/bin/.temporal-$TEMPORAL_CLI_VERSION"
+  if [ ! -x "$tools/bin/temporal" ] || [ ! -f "$stamp" ]; then
+    echo "tools: building the Temporal CLI $TEMPORAL_CLI_VERSION (several minutes, once)" >&2
+    GOBIN="$tools/bin" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
     touch "$stamp"
   fi
 fi

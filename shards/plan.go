@@ -15,7 +15,7 @@ import (
 // CodecVersion changes whenever the bytes a recipe produces for the same
 // input change; it is part of every shard key, so old shards are never
 // reused for new code.
-const CodecVersion = "adaptq-codec-1"
+const CodecVersion = "adaptq-codec-2"
 
 // Rotation says how the residual stream is rotated before quantization.
 type Rotation struct {
@@ -82,7 +82,10 @@ func NamedRecipe(name string) (Recipe, error) {
 }
 
 // TypeFor is the type a recipe requests for a tensor (before fallbacks).
-func (r Recipe) TypeFor(role model.Role, bias bool) quant.Type {
+// tiedHead says that the embedding also serves as lm_head (a tied model
+// without rotation); it then gets the Output type, as in llama.cpp, since
+// its error reaches the logits directly.
+func (r Recipe) TypeFor(role model.Role, bias, tiedHead bool) quant.Type {
 	if bias || role.IsNorm() {
 		return quant.F32
 	}
@@ -91,6 +94,9 @@ func (r Recipe) TypeFor(role model.Role, bias bool) quant.Type {
 	}
 	switch role {
 	case model.RoleEmbed:
+		if tiedHead {
+			return r.Output
+		}
 		return r.Embed
 	case model.RoleLMHead:
 		return r.Output

@@ -30,6 +30,12 @@ type TensorResult struct {
 	RelError float64 `json:"rel_error"`
 	CRC32C   uint32  `json:"crc32c"`
 	Offset   int64   `json:"offset"`
+	// ZeroFrac and TritEntropy describe the trits of a ternary (TQ1_0,
+	// TQ2_0) tensor: the fraction of zeros and the empirical entropy of the
+	// trit stream in bits per weight (the floor for any lossless coder of
+	// it, at most log2 3). Omitted for the other types.
+	ZeroFrac    float64 `json:"zero_frac,omitempty"`
+	TritEntropy float64 `json:"trit_entropy,omitempty"`
 }
 
 // Output is an encoded shard and its per-tensor results.
@@ -112,6 +118,7 @@ func Quantize(ctx context.Context, ck *model.Checkpoint, s Shard, r Recipe, prog
 
 // job is one output tensor of a shard.
 type job struct {
+	tiedHead   bool   // the embedding doubles as lm_head
 	name       string // Hugging Face name of the output
 	src        *model.Tensor
 	role       model.Role
@@ -138,6 +145,7 @@ func shardJobs(ck *model.Checkpoint, s Shard, r Recipe) ([]job, error) {
 	var jobs []job
 	add := func(name string, t *model.Tensor, role model.Role, layer int, bias bool) {
 		j := job{name: name, src: t, role: role, layer: layer, bias: bias, rows: t.Rows(), cols: t.Cols()}
+		j.tiedHead = role == model.RoleEmbed && cfg.TieWordEmbeddings && !rot
 		if bias {
 			j.rows, j.cols = t.NumElements(), 1
 		}
@@ -211,9 +219,13 @@ func headOpts(cfg *model.Config, r Recipe) rotate.Options {
 }
 
 // quantizeTensor encodes values to the recipe's type (or its fallback) and
-// measures the error by decoding them again.
+// measures the error by decoding them again. A ternary output type under a
+// BitNet recipe gets BitNet b1.58's quantization (one absmean scale for the
+// tensor, quant.QuantizeBitNet); otherwise an Optimized recipe uses
+// quant.Quantize (same layout, lower error) and the others
+// quant.QuantizeRef.
 func quantizeTensor(vals []float32, j job, r Recipe) (TensorResult, quant.Type, []byte, error) {
-	req := r.TypeFor(j.role, j.bias)
+	req := r.TypeFor(j.role, j.bias, j.tiedHead)
 	typ, err := quant.FitType(req, int(j.cols))
 	if err != nil {
 		return TensorResult{}, 0, nil, err
@@ -223,7 +235,18 @@ func quantizeTensor(vals []float32, j job, r Recipe) (TensorResult, quant.Type, 
 		return TensorResult{}, 0, nil, err
 	}
 	data := make([]byte, int64(rowBytes)*j.rows)
-	if err := quant.QuantizeRef(typ, data, vals, int(j.cols)); err != nil {
+	ternary := typ == quant.TQ1_0 || typ == quant.TQ2_0
+	var bitnetScale float32
+	switch {
+	case r.BitNet && ternary:
+		bitnetScale = quant.BitNetScale(vals)
+		err = quant.QuantizeBitNet(typ, data, vals, int(j.cols), bitnetScale)
+	case r.Optimized:
+		err = quant.Quantize(typ, data, vals, int(j.cols), nil)
+	default:
+		err = quant.QuantizeRef(typ, data, vals, int(j.cols))
+	}
+	if err != nil {
 		return TensorResult{}, 0, nil, err
 	}
 	back := make([]float32, len(vals))
@@ -246,6 +269,12 @@ func quantizeTensor(vals []float32, j job, r Recipe) (TensorResult, quant.Type, 
 	if ss > 0 {
 		res.RelError = math.Sqrt(se / ss)
 	}
+	switch {
+	case r.BitNet && ternary:
+		res.ZeroFrac, res.TritEntropy = quant.TritStats(vals, bitnetScale)
+	case ternary:
+		res.ZeroFrac, res.TritEntropy = decodedTritStats(back)
+	}
 	if j.bias || len(j.src.Shape) == 1 {
 		res.Shape = []int64{j.rows * j.cols}
 	}
@@ -254,6 +283,34 @@ func quantizeTensor(vals []float32, j job, r Recipe) (TensorResult, quant.Type, 
 		return TensorResult{}, 0, nil, err
 	}
 	return res, typ, data, nil
+}
+
+// decodedTritStats is quant.TritStats for ternary weights that have one
+// scale per block (the reference and optimised TQ quantizers): the trit of
+// a decoded value d·t is its sign, as every block's d is non-negative.
+func decodedTritStats(back []float32) (zeroFrac, entropyBits float64) {
+	if len(back) == 0 {
+		return 0, 0
+	}
+	var counts [3]int
+	for _, v := range back {
+		switch {
+		case v > 0:
+			counts[2]++
+		case v < 0:
+			counts[0]++
+		default:
+			counts[1]++
+		}
+	}
+	n := float64(len(back))
+	for _, c := range counts {
+		if c > 0 {
+			p := float64(c) / n
+			entropyBits -= p * math.Log2(p)
+		}
+	}
+	return float64(counts[1]) / n, entropyBits
 }
 
 func dimsOf(shape []int64) []uint64 {

@@ -34,9 +34,12 @@ func commands() []command {
 	return []command{
 		{"inspect", "describe a checkpoint: architecture, parameters, sizes, a per-tensor table", runInspect},
 		{"synth", "write a synthetic checkpoint with the tensor shapes of a named architecture", runSynth},
+		{"quantize", "quantize a checkpoint with the Temporal pipeline (embedded server and worker unless --temporal)", runQuantize},
 		{"export", "quantize a checkpoint into shard objects, one GGUF file and a Parquet manifest (no Temporal)", runExport},
 		{"verify", "evaluate a checkpoint: perplexity, KL divergence and top-1 agreement against a reference, speed", runVerify},
 		{"generate", "greedy text continuation of a prompt", runGenerate},
+		{"worker", "run a Temporal worker process (quantize, eval or all roles) with metrics and health endpoints", runWorker},
+		{"dev", "run an embedded Temporal server and an in-process worker on this machine until Ctrl-C", runDev},
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/ohms-project/adaptq/workers"
+	"github.com/ohms-project/adaptq/workflows"
 )
 
 func runCLI(args ...string) (int, string, string) {
@@ -85,5 +88,13 @@ func TestSynthThenInspect(t *testing.T) {
 	code, out, errs = runCLI("inspect", dir)
 	if code != 0 || !strings.Contains(out, "F16") || !strings.Contains(out, "attention bias true") || !strings.Contains(out, "q (bias)") {
 		t.Fatalf("inspect: exit %d %s\n%s", code, errs, out)
+	}
+}
+
+// TestQueueNames: the workflows schedule evaluation on the queue the eval
+// role of the workers polls.
+func TestQueueNames(t *testing.T) {
+	if workflows.EvalQueueSuffix != workers.EvalQueueSuffix || workflows.TaskQueue != workers.DefaultTaskQueue {
+		t.Fatalf("workflows queue %q+%q, workers %q+%q", workflows.TaskQueue, workflows.EvalQueueSuffix, workers.DefaultTaskQueue, workers.EvalQueueSuffix)
 	}
 }
