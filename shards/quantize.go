@@ -69,7 +69,6 @@ func Quantize(ctx context.Context, ck *model.Checkpoint, s Shard, r Recipe, prog
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	cfg := ck.Config
 	jobs, err := shardJobs(ck, s, r)
 	if err != nil {
 		return nil, err
@@ -80,23 +79,9 @@ func Quantize(ctx context.Context, ck *model.Checkpoint, s Shard, r Recipe, prog
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		vals, err := ck.ReadFloat32(ctx, j.src.Name)
+		res, typ, data, err := j.run(ctx, ck, r, blockBytes, false)
 		if err != nil {
 			return nil, err
-		}
-		if err := j.transform(ctx, ck, vals, r); err != nil {
-			return nil, &InputError{File: j.src.File, Tensor: j.src.Name, Err: err}
-		}
-		if j.permute && gguf.NeedsQKPermute(cfg) {
-			perm := make([]float32, len(vals))
-			if err := gguf.PermuteQK(perm, vals, int(j.cols), cfg.HeadDim); err != nil {
-				return nil, &InputError{File: j.src.File, Tensor: j.src.Name, Err: err}
-			}
-			vals = perm
-		}
-		res, typ, data, err := quantizeTensor(vals, j, r)
-		if err != nil {
-			return nil, &InputError{File: j.src.File, Tensor: j.src.Name, Err: err}
 		}
 		out.Tensors = append(out.Tensors, res)
 		tensors = append(tensors, Tensor{TensorEntry: TensorEntry{Name: res.GGUFName, Type: uint32(typ), Dims: dimsOf(res.Shape)}, Data: data})
@@ -199,7 +184,10 @@ func (j *job) transform(ctx context.Context, ck *model.Checkpoint, vals []float3
 		}
 		return nil
 	case j.vBiasOf:
-		return rotate.RotateVBias(vals, r.Rotation.Seed, headOpts(ck.Config, r))
+		if err := rotate.RotateVBias(vals, r.Rotation.Seed, headOpts(ck.Config, r)); err != nil {
+			return &InputError{File: j.src.File, Tensor: j.src.Name, Err: err}
+		}
+		return nil
 	case !j.rotates:
 		return nil
 	}
@@ -211,106 +199,279 @@ func (j *job) transform(ctx context.Context, ck *model.Checkpoint, vals []float3
 		}
 	}
 	m := &rotate.Matrix{Rows: int(j.rows), Cols: int(j.cols), Data: vals}
-	return rotate.RotateTensor(j.kind, m, norm, nil, r.Rotation.Seed, headOpts(ck.Config, r))
+	if err := rotate.RotateTensor(j.kind, m, norm, nil, r.Rotation.Seed, headOpts(ck.Config, r)); err != nil {
+		return &InputError{File: j.src.File, Tensor: j.src.Name, Err: err}
+	}
+	return nil
 }
 
 func headOpts(cfg *model.Config, r Recipe) rotate.Options {
 	return rotate.Options{HeadRotation: r.Rotation.Heads, NumHeads: cfg.NumHeads, NumKVHeads: cfg.NumKVHeads}
 }
 
-// quantizeTensor encodes values to the recipe's type (or its fallback) and
-// measures the error by decoding them again. A ternary output type under a
-// BitNet recipe gets BitNet b1.58's quantization (one absmean scale for the
-// tensor, quant.QuantizeBitNet); otherwise an Optimized recipe uses
-// quant.Quantize (same layout, lower error) and the others
-// quant.QuantizeRef.
-func quantizeTensor(vals []float32, j job, r Recipe) (TensorResult, quant.Type, []byte, error) {
-	req := r.TypeFor(j.role, j.bias, j.tiedHead)
-	typ, err := quant.FitType(req, int(j.cols))
+// blockBytes is about how much source data a streamed tensor holds in
+// memory at once.
+const blockBytes = 16 << 20
+
+// rowLocal reports whether every transform of the job works on rows
+// independently (in groups of headDim rows for the q/k permutation), so the
+// tensor can be streamed in row blocks: everything but o/down under a
+// rotation (Qᵀ·W mixes rows) and v under the per-head rotation.
+func (j *job) rowLocal(r Recipe) bool {
+	if j.unitNorm || j.vBiasOf || j.bias || j.rows <= 1 {
+		return false
+	}
+	if !j.rotates {
+		return true
+	}
+	switch j.kind {
+	case rotate.KindO, rotate.KindDown:
+		return false
+	case rotate.KindV:
+		return !r.Rotation.Heads
+	}
+	return true
+}
+
+// run reads, transforms and quantizes one tensor. Row-local tensors (the
+// large ones: embeddings, lm_head, most projections) are streamed in row
+// blocks, so memory stays near one block plus the quantized bytes whatever
+// the tensor's size; the others are transformed whole. Errors of the
+// transform and the codec are *InputError; read errors are the store's.
+// block is the streaming block size in source bytes; whole forces the
+// whole-tensor path (tests compare the two).
+func (j *job) run(ctx context.Context, ck *model.Checkpoint, r Recipe, block int64, whole bool) (TensorResult, quant.Type, []byte, error) {
+	cfg := ck.Config
+	bad := func(err error) error { return &InputError{File: j.src.File, Tensor: j.src.Name, Err: err} }
+	fail := func(err error) (TensorResult, quant.Type, []byte, error) { return TensorResult{}, 0, nil, err }
+	q, err := newTensorQuant(j, r)
 	if err != nil {
-		return TensorResult{}, 0, nil, err
+		return fail(bad(err))
 	}
-	rowBytes, err := typ.RowSize(int(j.cols))
+	permute := j.permute && gguf.NeedsQKPermute(cfg)
+	if whole || !j.rowLocal(r) {
+		vals, err := ck.ReadFloat32(ctx, j.src.Name)
+		if err != nil {
+			return fail(err)
+		}
+		if err := j.transform(ctx, ck, vals, r); err != nil {
+			return fail(err)
+		}
+		if permute {
+			perm := make([]float32, len(vals))
+			if err := gguf.PermuteQK(perm, vals, int(j.cols), cfg.HeadDim); err != nil {
+				return fail(bad(err))
+			}
+			vals = perm
+		}
+		if q.bitnet {
+			q.scale = quant.BitNetScale(vals)
+		}
+		if err := q.add(0, vals); err != nil {
+			return fail(bad(err))
+		}
+		res, typ, data, err := q.finish(j)
+		if err != nil {
+			return fail(bad(err))
+		}
+		return res, typ, data, nil
+	}
+	var norm []float32
+	if j.rotates && j.normName != "" {
+		if norm, err = ck.ReadFloat32(ctx, j.normName); err != nil {
+			return fail(err)
+		}
+	}
+	rowBytes := j.cols * int64(j.src.DType.Size())
+	group := int64(1)
+	if permute {
+		group = int64(cfg.HeadDim)
+	}
+	rowsPer := max(group, block/max(rowBytes, 1)/group*group)
+	var perm []float32
+	// prepare transforms a block of source rows in place and returns the
+	// values to quantize.
+	prepare := func(rows []float32) ([]float32, error) {
+		n := len(rows) / int(j.cols)
+		if j.rotates {
+			m := &rotate.Matrix{Rows: n, Cols: int(j.cols), Data: rows}
+			if err := rotate.RotateTensor(j.kind, m, norm, nil, r.Rotation.Seed, headOpts(cfg, r)); err != nil {
+				return nil, bad(err)
+			}
+		}
+		if !permute {
+			return rows, nil
+		}
+		if cap(perm) < len(rows) {
+			perm = make([]float32, len(rows))
+		}
+		if err := gguf.PermuteQK(perm[:len(rows)], rows, int(j.cols), cfg.HeadDim); err != nil {
+			return nil, bad(err)
+		}
+		return perm[:len(rows)], nil
+	}
+	if q.bitnet {
+		// BitNet's scale is the mean |W| of the whole (transformed) tensor:
+		// one streaming pass for it, one to quantize.
+		var sum float64
+		var n int64
+		err := ck.StreamRows(ctx, j.src.Name, rowsPer*rowBytes, func(_ int64, rows []float32) error {
+			v, err := prepare(rows)
+			for _, x := range v {
+				sum += math.Abs(float64(x))
+			}
+			n += int64(len(v))
+			return err
+		})
+		if err != nil {
+			return fail(err)
+		}
+		if n > 0 {
+			q.scale = float32(sum / float64(n))
+		}
+	}
+	err = ck.StreamRows(ctx, j.src.Name, rowsPer*rowBytes, func(first int64, rows []float32) error {
+		v, err := prepare(rows)
+		if err != nil {
+			return err
+		}
+		if err := q.add(first, v); err != nil {
+			return bad(err)
+		}
+		return nil
+	})
 	if err != nil {
-		return TensorResult{}, 0, nil, err
+		return fail(err)
 	}
-	data := make([]byte, int64(rowBytes)*j.rows)
-	ternary := typ == quant.TQ1_0 || typ == quant.TQ2_0
-	var bitnetScale float32
-	switch {
-	case r.BitNet && ternary:
-		bitnetScale = quant.BitNetScale(vals)
-		err = quant.QuantizeBitNet(typ, data, vals, int(j.cols), bitnetScale)
-	case r.Optimized:
-		err = quant.Quantize(typ, data, vals, int(j.cols), nil)
-	default:
-		err = quant.QuantizeRef(typ, data, vals, int(j.cols))
-	}
+	res, typ, data, err := q.finish(j)
 	if err != nil {
-		return TensorResult{}, 0, nil, err
-	}
-	back := make([]float32, len(vals))
-	if err := quant.Dequantize(typ, back, data, int(j.cols)); err != nil {
-		return TensorResult{}, 0, nil, err
-	}
-	var se, ss float64
-	for i, v := range vals {
-		d := float64(back[i]) - float64(v)
-		se += d * d
-		ss += float64(v) * float64(v)
-	}
-	n := float64(len(vals))
-	res := TensorResult{
-		Tensor: j.name, Role: j.role.String(), Layer: j.layer, Shape: []int64{j.rows, j.cols},
-		SourceDType: j.src.DType.String(), RequestedType: req.String(), OutputType: typ.String(),
-		Bytes: int64(len(data)), SourceBytes: j.rows * j.cols * int64(j.src.DType.Size()),
-		BitsPerWeight: float64(len(data)) * 8 / n, RMSE: math.Sqrt(se / n),
-	}
-	if ss > 0 {
-		res.RelError = math.Sqrt(se / ss)
-	}
-	switch {
-	case r.BitNet && ternary:
-		res.ZeroFrac, res.TritEntropy = quant.TritStats(vals, bitnetScale)
-	case ternary:
-		res.ZeroFrac, res.TritEntropy = decodedTritStats(back)
-	}
-	if j.bias || len(j.src.Shape) == 1 {
-		res.Shape = []int64{j.rows * j.cols}
-	}
-	res.GGUFName, err = gguf.TensorName(j.role, j.layer, j.bias)
-	if err != nil {
-		return TensorResult{}, 0, nil, err
+		return fail(bad(err))
 	}
 	return res, typ, data, nil
 }
 
-// decodedTritStats is quant.TritStats for ternary weights that have one
-// scale per block (the reference and optimised TQ quantizers): the trit of
-// a decoded value d·t is its sign, as every block's d is non-negative.
-func decodedTritStats(back []float32) (zeroFrac, entropyBits float64) {
-	if len(back) == 0 {
-		return 0, 0
+// tensorQuant quantizes a tensor block by block into its final bytes and
+// accumulates the error of the decoded values.
+type tensorQuant struct {
+	req, typ quant.Type
+	cols     int
+	rowBytes int
+	data     []byte
+	r        Recipe
+	bitnet   bool
+	scale    float32 // BitNet's per-tensor scale
+	back     []float32
+	se, ss   float64
+	n        int64
+	trits    [3]int64
+}
+
+func newTensorQuant(j *job, r Recipe) (*tensorQuant, error) {
+	req := r.TypeFor(j.role, j.bias, j.tiedHead)
+	typ, err := quant.FitType(req, int(j.cols))
+	if err != nil {
+		return nil, err
 	}
-	var counts [3]int
-	for _, v := range back {
-		switch {
-		case v > 0:
-			counts[2]++
-		case v < 0:
-			counts[0]++
-		default:
-			counts[1]++
+	rowBytes, err := typ.RowSize(int(j.cols))
+	if err != nil {
+		return nil, err
+	}
+	ternary := typ == quant.TQ1_0 || typ == quant.TQ2_0
+	return &tensorQuant{req: req, typ: typ, cols: int(j.cols), rowBytes: rowBytes, r: r,
+		data: make([]byte, int64(rowBytes)*j.rows), bitnet: r.BitNet && ternary}, nil
+}
+
+// add quantizes whole rows starting at row first. A ternary output type
+// under a BitNet recipe gets BitNet b1.58's quantization (the tensor's
+// absmean scale, quant.QuantizeBitNet); otherwise an Optimized recipe uses
+// quant.Quantize (same layout, lower error) and the others
+// quant.QuantizeRef.
+func (q *tensorQuant) add(first int64, vals []float32) error {
+	rows := len(vals) / q.cols
+	dst := q.data[first*int64(q.rowBytes) : (first+int64(rows))*int64(q.rowBytes)]
+	var err error
+	switch {
+	case q.bitnet:
+		err = quant.QuantizeBitNet(q.typ, dst, vals, q.cols, q.scale)
+	case q.r.Optimized:
+		err = quant.Quantize(q.typ, dst, vals, q.cols, nil)
+	default:
+		err = quant.QuantizeRef(q.typ, dst, vals, q.cols)
+	}
+	if err != nil {
+		return err
+	}
+	if cap(q.back) < len(vals) {
+		q.back = make([]float32, len(vals))
+	}
+	back := q.back[:len(vals)]
+	if err := quant.Dequantize(q.typ, back, dst, q.cols); err != nil {
+		return err
+	}
+	for i, v := range vals {
+		d := float64(back[i]) - float64(v)
+		q.se += d * d
+		q.ss += float64(v) * float64(v)
+	}
+	q.n += int64(len(vals))
+	if q.typ == quant.TQ1_0 || q.typ == quant.TQ2_0 {
+		// The trit of a decoded value d·t is its sign (every block's d ≥ 0).
+		for _, v := range back {
+			switch {
+			case v > 0:
+				q.trits[2]++
+			case v < 0:
+				q.trits[0]++
+			default:
+				q.trits[1]++
+			}
 		}
 	}
-	n := float64(len(back))
+	return nil
+}
+
+// finish measures the tensor's result.
+func (q *tensorQuant) finish(j *job) (TensorResult, quant.Type, []byte, error) {
+	n := float64(max(q.n, 1))
+	res := TensorResult{
+		Tensor: j.name, Role: j.role.String(), Layer: j.layer, Shape: []int64{j.rows, j.cols},
+		SourceDType: j.src.DType.String(), RequestedType: q.req.String(), OutputType: q.typ.String(),
+		Bytes: int64(len(q.data)), SourceBytes: j.rows * j.cols * int64(j.src.DType.Size()),
+		BitsPerWeight: float64(len(q.data)) * 8 / n, RMSE: math.Sqrt(q.se / n),
+	}
+	if q.ss > 0 {
+		res.RelError = math.Sqrt(q.se / q.ss)
+	}
+	if q.typ == quant.TQ1_0 || q.typ == quant.TQ2_0 {
+		res.ZeroFrac, res.TritEntropy = tritStats(q.trits)
+	}
+	if j.bias || len(j.src.Shape) == 1 {
+		res.Shape = []int64{j.rows * j.cols}
+	}
+	var err error
+	if res.GGUFName, err = gguf.TensorName(j.role, j.layer, j.bias); err != nil {
+		return TensorResult{}, 0, nil, err
+	}
+	return res, q.typ, q.data, nil
+}
+
+// tritStats is the fraction of zeros and the empirical entropy in bits per
+// weight of a trit stream with the given counts of −1, 0 and 1.
+func tritStats(counts [3]int64) (zeroFrac, entropyBits float64) {
+	var n int64
+	for _, c := range counts {
+		n += c
+	}
+	if n == 0 {
+		return 0, 0
+	}
 	for _, c := range counts {
 		if c > 0 {
-			p := float64(c) / n
+			p := float64(c) / float64(n)
 			entropyBits -= p * math.Log2(p)
 		}
 	}
-	return float64(counts[1]) / n, entropyBits
+	return float64(counts[1]) / float64(n), entropyBits
 }
 
 func dimsOf(shape []int64) []uint64 {
