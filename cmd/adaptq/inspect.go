@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ohms-project/adaptq/internal/progress"
+	"github.com/ohms-project/adaptq/manifest"
 	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/store"
 )
@@ -39,7 +40,7 @@ type inspectTensor struct {
 }
 
 func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("inspect", "[--json] [--scan=false] <model location>", stderr)
+	fs := newFlags("inspect", "[--json] [--scan=false] <model location | manifest.parquet>", stderr)
 	asJSON := fs.Bool("json", false, "print a JSON report for machines")
 	scan := fs.Bool("scan", true, "read every tensor to count NaN/Inf values (reads the whole model)")
 	pos, err := parseInterleaved(fs, args)
@@ -49,6 +50,9 @@ func runInspect(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) != 1 {
 		fs.Usage()
 		return fmt.Errorf("%w: want one model location, got %d", errUsage, len(pos))
+	}
+	if strings.HasSuffix(strings.ToLower(pos[0]), ".parquet") {
+		return inspectManifest(ctx, pos[0], *asJSON, stdout)
 	}
 	s, err := store.Open(pos[0])
 	if err != nil {
@@ -166,4 +170,54 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1fK", float64(n)/1e3)
 	}
 	return fmt.Sprint(n)
+}
+
+// inspectManifest prints a run's Parquet manifest: its metadata, a row per
+// tensor and the totals.
+func inspectManifest(ctx context.Context, loc string, asJSON bool, w io.Writer) error {
+	dir, key := ".", loc
+	if i := strings.LastIndex(loc, "/"); i >= 0 {
+		dir, key = loc[:i], loc[i+1:]
+	}
+	s, err := store.Open(dir)
+	if err != nil {
+		return err
+	}
+	b, err := store.ReadAll(ctx, s, key)
+	if err != nil {
+		return err
+	}
+	m, err := manifest.Read(ctx, b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", store.Describe(s, key), err)
+	}
+	tot := m.Totals()
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Meta   map[string]string `json:"meta"`
+			Rows   []manifest.Row    `json:"rows"`
+			Totals manifest.Totals   `json:"totals"`
+		}{m.Meta, m.Rows, tot})
+	}
+	keys := make([]string, 0, len(m.Meta))
+	for k := range m.Meta {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "%-16s %s\n", k, m.Meta[k])
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "tensor\tgguf name\trole\tlayer\tshape\tsource\tasked\twritten\tbits/w\tbytes\trmse\trel err\tshard")
+	for _, r := range m.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%s\t%s\t%s\t%.3f\t%d\t%.3g\t%.4f\t%s\n", r.Tensor, r.GGUFName, r.Role, r.Layer, r.Shape,
+			r.SourceDType, r.RequestedType, r.OutputType, r.BitsPerWeight, r.Bytes, r.RMSE, r.RelError, r.Shard)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\n%d tensors, %d weights, %s quantized (%d bytes) from %s: %.3f bits per weight, %.2fx smaller\n",
+		len(m.Rows), tot.Weights, progress.FormatBytes(tot.Bytes), tot.Bytes, progress.FormatBytes(tot.SourceBytes), tot.BitsPerWeight, tot.Ratio)
+	return nil
 }

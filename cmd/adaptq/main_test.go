@@ -98,3 +98,24 @@ func TestQueueNames(t *testing.T) {
 		t.Fatalf("workflows queue %q+%q, workers %q+%q", workflows.TaskQueue, workflows.EvalQueueSuffix, workers.DefaultTaskQueue, workers.EvalQueueSuffix)
 	}
 }
+
+// TestInspectManifest exports the fixture and reads its manifest back.
+func TestInspectManifest(t *testing.T) {
+	out := t.TempDir()
+	if code, _, errs := runCLI("export", "--model", "../../testdata/models/stories260k", "--type", "q8_0", "--out", out); code != 0 {
+		t.Fatalf("export: %s", errs)
+	}
+	code, stdout, errs := runCLI("inspect", out+"/manifest.parquet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"gguf_sha256", "blk.4.ffn_down.weight", "F16", "Q8_0", "47 tensors", "bits per weight"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("manifest listing lacks %q", want)
+		}
+	}
+	code, stdout, _ = runCLI("inspect", "--json", out+"/manifest.parquet")
+	if code != 0 || !strings.Contains(stdout, "\"rows\"") {
+		t.Fatalf("json: exit %d", code)
+	}
+}
