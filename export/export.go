@@ -140,19 +140,31 @@ func finishedShard(ctx context.Context, out store.Store, s shards.Shard, key str
 	if err != nil {
 		return ShardRecord{}, err
 	}
-	obj, err := store.ReadAll(ctx, out, key)
+	rc, err := out.Get(ctx, key)
 	if err != nil {
 		return ShardRecord{}, err
 	}
-	ts, err := shards.Decode(obj)
-	if err != nil || len(ts) != len(res.Tensors) {
+	n := 0
+	err = shards.Stream(rc, func(e shards.TensorEntry, _ io.Reader) error {
+		if n >= len(res.Tensors) || res.Tensors[n].GGUFName != e.Name || uint64(res.Tensors[n].Bytes) != e.Length {
+			return fmt.Errorf("entry %d (%s) is not in the results", n, e.Name)
+		}
+		n++
+		return nil
+	})
+	rc.Close()
+	if err != nil || n != len(res.Tensors) {
 		return ShardRecord{}, fmt.Errorf("shard %s: stored object does not match its results: %v", s.Name, err)
+	}
+	info, err := out.Stat(ctx, key)
+	if err != nil {
+		return ShardRecord{}, err
 	}
 	sum, err := store.Checksum(ctx, out, key)
 	if err != nil {
 		return ShardRecord{}, err
 	}
-	rec := record(s.Name, key, int64(len(obj)), sum, res)
+	rec := record(s.Name, key, info.Size, sum, res)
 	rec.Reused = true
 	return rec, nil
 }
@@ -312,21 +324,22 @@ func writeGGUF(ctx context.Context, w io.Writer, out store.Store, plan *gguf.Pla
 		}
 	}
 	for _, rec := range recs {
-		obj, err := store.ReadAll(ctx, out, rec.Key)
+		// Each shard object is streamed tensor by tensor into the file
+		// (checked on the way): memory stays at a few buffers.
+		rc, err := out.Get(ctx, rec.Key)
 		if err != nil {
 			return err
 		}
-		ts, err := shards.Decode(obj)
+		err = shards.Stream(rc, func(e shards.TensorEntry, data io.Reader) error {
+			if err := gw.BeginTensor(e.Name); err != nil {
+				return err
+			}
+			_, err := io.Copy(gw, data)
+			return err
+		})
+		rc.Close()
 		if err != nil {
 			return fmt.Errorf("shard %s (%s): %w", rec.Shard, rec.Key, err)
-		}
-		for _, t := range ts {
-			if err := gw.BeginTensor(t.Name); err != nil {
-				return fmt.Errorf("shard %s: %w", rec.Shard, err)
-			}
-			if _, err := gw.Write(t.Data); err != nil {
-				return fmt.Errorf("shard %s: %w", rec.Shard, err)
-			}
 		}
 	}
 	return gw.Close()

@@ -5,10 +5,12 @@
 package shards
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 
@@ -147,134 +149,230 @@ func Encode(tensors []Tensor, compress bool) (*Encoded, error) {
 // ErrCorrupt is wrapped by every decoding error.
 var ErrCorrupt = errors.New("corrupt shard object")
 
-// reader is a bounds-checked cursor over the header.
-type reader struct {
-	b   []byte
-	off int
+// headerReader reads the header from a stream, keeping its CRC.
+type headerReader struct {
+	r   *bufio.Reader
+	crc hash.Hash32
+	n   int64 // header bytes read
 	err error
 }
 
-func (r *reader) take(n int) []byte {
-	if r.err != nil {
+func (h *headerReader) take(n int) []byte {
+	if h.err != nil {
 		return nil
 	}
-	if n < 0 || n > len(r.b)-r.off {
-		r.err = fmt.Errorf("%w: header ends early at byte %d", ErrCorrupt, r.off)
+	b := make([]byte, n)
+	if _, err := io.ReadFull(h.r, b); err != nil {
+		h.err = fmt.Errorf("%w: header ends early at byte %d", ErrCorrupt, h.n)
 		return nil
 	}
-	s := r.b[r.off : r.off+n]
-	r.off += n
-	return s
+	h.crc.Write(b)
+	h.n += int64(n)
+	return b
 }
 
-func (r *reader) u16() uint16 {
-	if s := r.take(2); s != nil {
-		return binary.LittleEndian.Uint16(s)
-	}
-	return 0
-}
-func (r *reader) u32() uint32 {
-	if s := r.take(4); s != nil {
-		return binary.LittleEndian.Uint32(s)
-	}
-	return 0
-}
-func (r *reader) u64() uint64 {
-	if s := r.take(8); s != nil {
-		return binary.LittleEndian.Uint64(s)
+func (h *headerReader) u16() uint16 {
+	if b := h.take(2); b != nil {
+		return binary.LittleEndian.Uint16(b)
 	}
 	return 0
 }
 
-// Decode parses and checks a whole shard object: header checksum, table
-// bounds, alignment, overlaps, payload size and every tensor's CRC-32C.
-// Errors wrap ErrCorrupt and name the tensor.
-func Decode(obj []byte) ([]Tensor, error) {
-	r := &reader{b: obj}
-	if m := r.take(len(Magic)); m == nil || string(m) != Magic {
-		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
+func (h *headerReader) u32() uint32 {
+	if b := h.take(4); b != nil {
+		return binary.LittleEndian.Uint32(b)
 	}
-	if v := r.u32(); v != Version && r.err == nil {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrCorrupt, v, Version)
+	return 0
+}
+
+func (h *headerReader) u64() uint64 {
+	if b := h.take(8); b != nil {
+		return binary.LittleEndian.Uint64(b)
 	}
-	flags := r.u32()
-	if flags&^uint32(flagZstd) != 0 {
-		return nil, fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
+	return 0
+}
+
+// Stream reads a shard object from r and hands each tensor to fn in order,
+// with a reader of exactly its bytes, so that a tensor can be copied onward
+// (into a GGUF file) without holding the object in memory. Everything is
+// checked as it goes by — header checksum, table bounds, alignment, zero
+// padding, payload size, and each tensor's CRC-32C once fn has read it (what
+// fn leaves unread is read and checked after it returns). A corrupt object
+// gives an error wrapping ErrCorrupt that names the tensor; bytes handed to
+// fn before the error was found must then be discarded by the caller.
+func Stream(r io.Reader, fn func(e TensorEntry, data io.Reader) error) error {
+	h := &headerReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc32.New(castagnoli)}
+	if m := h.take(len(Magic)); m == nil || string(m) != Magic {
+		return fmt.Errorf("%w: bad magic", ErrCorrupt)
 	}
-	count := r.u32()
-	if count > MaxTensors || int64(count)*30 > int64(len(obj)) {
-		return nil, fmt.Errorf("%w: %d tensors in a %d-byte object", ErrCorrupt, count, len(obj))
+	if v := h.u32(); v != Version && h.err == nil {
+		return fmt.Errorf("%w: version %d, want %d", ErrCorrupt, v, Version)
 	}
-	entries := make([]TensorEntry, 0, count)
-	for i := uint32(0); i < count && r.err == nil; i++ {
+	flags := h.u32()
+	if h.err == nil && flags&^uint32(flagZstd) != 0 {
+		return fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
+	}
+	count := h.u32()
+	if h.err == nil && count > MaxTensors {
+		return fmt.Errorf("%w: %d tensors, at most %d", ErrCorrupt, count, MaxTensors)
+	}
+	var entries []TensorEntry
+	for i := uint32(0); i < count && h.err == nil; i++ {
 		var e TensorEntry
-		e.Name = string(r.take(int(r.u16())))
-		e.Type = r.u32()
-		nd := r.u32()
-		if nd == 0 || nd > maxDims {
-			if r.err == nil {
-				return nil, fmt.Errorf("%w: tensor %q: %d dimensions", ErrCorrupt, e.Name, nd)
-			}
-			break
+		e.Name = string(h.take(int(h.u16())))
+		e.Type = h.u32()
+		nd := h.u32()
+		if h.err == nil && (nd == 0 || nd > maxDims) {
+			return fmt.Errorf("%w: tensor %q: %d dimensions", ErrCorrupt, e.Name, nd)
 		}
 		for range nd {
-			e.Dims = append(e.Dims, r.u64())
+			e.Dims = append(e.Dims, h.u64())
 		}
-		e.Offset, e.Length, e.CRC32C = r.u64(), r.u64(), r.u32()
+		e.Offset, e.Length, e.CRC32C = h.u64(), h.u64(), h.u32()
 		entries = append(entries, e)
 	}
-	rawLen, dataLen := r.u64(), r.u64()
-	hdrEnd := r.off
-	sum := r.u32()
-	if r.err != nil {
-		return nil, r.err
+	rawLen, dataLen := h.u64(), h.u64()
+	if h.err != nil {
+		return h.err
 	}
-	if CRC32C(obj[:hdrEnd]) != sum {
-		return nil, fmt.Errorf("%w: header checksum mismatch", ErrCorrupt)
+	want := h.crc.Sum32()
+	var sb [4]byte
+	if _, err := io.ReadFull(h.r, sb[:]); err != nil {
+		return fmt.Errorf("%w: header ends early at byte %d", ErrCorrupt, h.n)
 	}
-	if dataLen != uint64(len(obj)-r.off) {
-		return nil, fmt.Errorf("%w: payload is %d bytes, header says %d", ErrCorrupt, len(obj)-r.off, dataLen)
+	if binary.LittleEndian.Uint32(sb[:]) != want {
+		return fmt.Errorf("%w: header checksum mismatch", ErrCorrupt)
 	}
-	payload := obj[r.off:]
-	if flags&flagZstd != 0 {
-		if rawLen > 64<<30 {
-			return nil, fmt.Errorf("%w: raw payload of %d bytes", ErrCorrupt, rawLen)
-		}
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(rawLen+1))
-		if err != nil {
-			return nil, fmt.Errorf("shard: zstd: %w", err)
-		}
-		defer dec.Close()
-		payload, err = dec.DecodeAll(payload, make([]byte, 0, min(rawLen, uint64(64<<20))))
-		if err != nil {
-			return nil, fmt.Errorf("%w: payload: %v", ErrCorrupt, err)
-		}
-	}
-	if uint64(len(payload)) != rawLen {
-		return nil, fmt.Errorf("%w: raw payload is %d bytes, header says %d", ErrCorrupt, len(payload), rawLen)
-	}
-	out := make([]Tensor, len(entries))
 	var end uint64
-	for i, e := range entries {
+	for _, e := range entries {
 		if e.Offset%Alignment != 0 || e.Offset < end || e.Length > rawLen || e.Offset > rawLen-e.Length {
-			return nil, fmt.Errorf("%w: tensor %q: bytes [%d, +%d) misplaced in a %d-byte payload", ErrCorrupt, e.Name, e.Offset, e.Length, rawLen)
-		}
-		for _, z := range payload[end:e.Offset] {
-			if z != 0 {
-				return nil, fmt.Errorf("%w: tensor %q: non-zero padding before it", ErrCorrupt, e.Name)
-			}
+			return fmt.Errorf("%w: tensor %q: bytes [%d, +%d) misplaced in a %d-byte payload", ErrCorrupt, e.Name, e.Offset, e.Length, rawLen)
 		}
 		end = e.Offset + e.Length
-		data := payload[e.Offset:end]
-		if CRC32C(data) != e.CRC32C {
-			return nil, fmt.Errorf("%w: tensor %q: checksum mismatch", ErrCorrupt, e.Name)
-		}
-		out[i] = Tensor{TensorEntry: e, Data: data}
 	}
-	for _, z := range payload[end:] {
-		if z != 0 {
-			return nil, fmt.Errorf("%w: non-zero padding after the last tensor", ErrCorrupt)
+	stored := &countingReader{r: io.LimitReader(h.r, int64(dataLen))}
+	var payload io.Reader = stored
+	if flags&flagZstd != 0 {
+		dec, err := zstd.NewReader(stored, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+		if err != nil {
+			return fmt.Errorf("shard: zstd: %w", err)
 		}
+		defer dec.Close()
+		payload = dec
+	}
+	raw := &countingReader{r: payload}
+	if err := streamPayload(raw, entries, rawLen, fn); err != nil {
+		return err
+	}
+	if flags&flagZstd != 0 {
+		// The decoder may stop before the end of the stored stream.
+		if _, err := io.Copy(io.Discard, stored); err != nil {
+			return fmt.Errorf("%w: payload: %v", ErrCorrupt, err)
+		}
+	}
+	if uint64(stored.n) != dataLen {
+		return fmt.Errorf("%w: payload is %d bytes, header says %d", ErrCorrupt, stored.n, dataLen)
+	}
+	if n, _ := h.r.Read(sb[:1]); n != 0 {
+		return fmt.Errorf("%w: bytes after the payload", ErrCorrupt)
+	}
+	return nil
+}
+
+// streamPayload walks the raw payload: zero padding, then each tensor.
+func streamPayload(raw *countingReader, entries []TensorEntry, rawLen uint64, fn func(TensorEntry, io.Reader) error) error {
+	zeros := func(n uint64, where string) error {
+		var buf [512]byte
+		for n > 0 {
+			k := min(n, uint64(len(buf)))
+			if _, err := io.ReadFull(raw, buf[:k]); err != nil {
+				return fmt.Errorf("%w: payload ends early %s", ErrCorrupt, where)
+			}
+			for _, z := range buf[:k] {
+				if z != 0 {
+					return fmt.Errorf("%w: non-zero padding %s", ErrCorrupt, where)
+				}
+			}
+			n -= k
+		}
+		return nil
+	}
+	for _, e := range entries {
+		if err := zeros(e.Offset-uint64(raw.n), fmt.Sprintf("before tensor %q", e.Name)); err != nil {
+			return err
+		}
+		c := &crcReader{r: io.LimitReader(raw, int64(e.Length)), crc: crc32.New(castagnoli)}
+		if err := fn(e, c); err != nil {
+			if c.err != nil { // fn failed because the payload could not be read
+				return fmt.Errorf("%w: tensor %q: %v", ErrCorrupt, e.Name, c.err)
+			}
+			return err
+		}
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			return fmt.Errorf("%w: tensor %q: %v", ErrCorrupt, e.Name, err)
+		}
+		if c.n != int64(e.Length) {
+			return fmt.Errorf("%w: tensor %q: payload ends early", ErrCorrupt, e.Name)
+		}
+		if c.crc.Sum32() != e.CRC32C {
+			return fmt.Errorf("%w: tensor %q: checksum mismatch", ErrCorrupt, e.Name)
+		}
+	}
+	if uint64(raw.n) > rawLen {
+		return fmt.Errorf("%w: raw payload longer than %d bytes", ErrCorrupt, rawLen)
+	}
+	if err := zeros(rawLen-uint64(raw.n), "after the last tensor"); err != nil {
+		return err
+	}
+	var one [1]byte
+	if n, _ := raw.Read(one[:]); n != 0 {
+		return fmt.Errorf("%w: raw payload longer than %d bytes", ErrCorrupt, rawLen)
+	}
+	return nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type crcReader struct {
+	r   io.Reader
+	crc hash.Hash32
+	n   int64
+	err error // the first read error other than EOF
+}
+
+func (c *crcReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.crc.Write(p[:n])
+	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// Decode parses and checks a whole shard object held in memory (see
+// Stream for the checks). Errors wrap ErrCorrupt and name the tensor.
+func Decode(obj []byte) ([]Tensor, error) {
+	var out []Tensor
+	err := Stream(bytes.NewReader(obj), func(e TensorEntry, data io.Reader) error {
+		b, err := io.ReadAll(data)
+		if err != nil {
+			return err
+		}
+		out = append(out, Tensor{TensorEntry: e, Data: b})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
