@@ -161,3 +161,5 @@ func TestCorruptShardFailsStitch(t *testing.T) {
 		t.Fatal("a GGUF appeared although the stitch failed")
 	}
 }
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
