@@ -197,16 +197,23 @@ type Summary struct {
 	BitsPerWeight float64 `json:"bits_per_weight"`
 	Ratio         float64 `json:"ratio"` // source bytes / quantized bytes
 	Fallbacks     int     `json:"fallbacks"`
+	// Composed is true when the store built the file server-side from the
+	// shard objects (S3 ComposeObject) instead of a streamed upload.
+	Composed bool `json:"composed,omitempty"`
 }
 
 // ftypes maps recipes to llama.cpp's general.file_type (informational).
 var ftypes = map[string]uint32{"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q2_k": 10, "q3_k": 11, "q4_k": 14,
 	"q5_k": 16, "q6_k": 18, "bf16": 32, "tq1_0": 36, "tq2_0": 37, "bitnet": 37}
 
-// Stitch writes the GGUF file (streamed: header first, then each shard's
-// tensors in plan order, every tensor's CRC checked on the way) and the
-// manifest, whose metadata holds the GGUF's SHA-256. Nothing appears under
-// GGUFKey or ManifestKey unless it is complete.
+// Stitch writes the GGUF file and the manifest, whose metadata holds the
+// GGUF's SHA-256. On S3, when every part but the last is at least 5 MiB and
+// the payloads are uncompressed, the file is composed server-side from the
+// shard objects (see composeGGUF); otherwise it is streamed: header first,
+// then each shard's tensors in plan order, every tensor's CRC checked on the
+// way (a multipart upload on S3). Nothing appears under GGUFKey or
+// ManifestKey unless it is complete (a composed file that fails its check
+// is deleted again).
 func Stitch(ctx context.Context, ck *model.Checkpoint, out store.Store, p *shards.Plan, r shards.Recipe, recs []ShardRecord) (*Summary, error) {
 	if len(recs) != len(p.Shards) {
 		return nil, fmt.Errorf("stitch: %d shard records for a plan of %d shards", len(recs), len(p.Shards))
@@ -279,18 +286,34 @@ func Stitch(ctx context.Context, ck *model.Checkpoint, out store.Store, p *shard
 	if err != nil {
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
-	pr, pw := io.Pipe()
-	h := sha256.New()
-	go func() {
-		pw.CloseWithError(writeGGUF(ctx, io.MultiWriter(pw, h), out, plan, freqs, recs))
-	}()
-	info, err := out.Put(ctx, GGUFKey, pr, int64(size))
-	pr.CloseWithError(err)
-	if err != nil {
-		return nil, fmt.Errorf("stitch: %w", err)
+	var info store.ObjectInfo
+	composed := false
+	if c, ok := out.(composer); ok {
+		var sha string
+		info, sha, err = composeGGUF(ctx, c, plan, freqs, recs)
+		switch {
+		case err == nil:
+			composed = true
+			sum.GGUFSHA256 = sha
+		case !errors.Is(err, errNoCompose):
+			return nil, fmt.Errorf("stitch: compose: %w", err)
+		}
 	}
+	if !composed {
+		pr, pw := io.Pipe()
+		h := sha256.New()
+		go func() {
+			pw.CloseWithError(writeGGUF(ctx, io.MultiWriter(pw, h), out, plan, freqs, recs))
+		}()
+		info, err = out.Put(ctx, GGUFKey, pr, int64(size))
+		pr.CloseWithError(err)
+		if err != nil {
+			return nil, fmt.Errorf("stitch: %w", err)
+		}
+		sum.GGUFSHA256 = hex.EncodeToString(h.Sum(nil))
+	}
+	sum.Composed = composed
 	sum.GGUFSize = info.Size
-	sum.GGUFSHA256 = hex.EncodeToString(h.Sum(nil))
 	if sum.Weights > 0 {
 		sum.BitsPerWeight = float64(sum.Bytes) * 8 / float64(sum.Weights)
 	}
@@ -359,6 +382,7 @@ func buildManifest(p *shards.Plan, r shards.Recipe, recs []ShardRecord, results 
 		"bytes":           fmt.Sprint(sum.Bytes),
 		"source_bytes":    fmt.Sprint(sum.SourceBytes),
 		"bits_per_weight": fmt.Sprintf("%.4f", sum.BitsPerWeight),
+		"gguf_composed":   fmt.Sprint(sum.Composed),
 	}}
 	for i, res := range results {
 		for _, t := range res.Tensors {

@@ -3,6 +3,8 @@ package export_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"sync"
 	"testing"
@@ -12,8 +14,10 @@ import (
 	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/manifest"
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/synth"
 )
 
 var (
@@ -163,3 +167,50 @@ func TestCorruptShardFailsStitch(t *testing.T) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// TestComposeOnS3: on MinIO, a model whose shards are at least 5 MiB is
+// stitched server-side (ComposeObject); the file is bit-identical to the
+// streamed one written to a local directory.
+func TestComposeOnS3(t *testing.T) {
+	ctx := context.Background()
+	src, _ := store.NewLocal(t.TempDir())
+	raw, cfg, err := synth.ShapeConfig(`{"model_type":"llama","hidden_size":1024,"intermediate_size":2816,"num_hidden_layers":2,"num_attention_heads":8,"vocab_size":8192}`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := synth.Write(ctx, src, raw, cfg, synth.Options{DType: safetensors.BF16, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := store.ReadAll(ctx, mustLocal(t, "../testdata/models/stories260k"), model.TokenizerFile)
+	if _, err := src.Put(ctx, model.TokenizerFile, bytesReader(tok), int64(len(tok))); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := model.Open(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := recipe(t, "q8_0", false)
+	local, _ := store.NewLocal(t.TempDir())
+	want, _, err := export.Run(ctx, ck, local, r, export.Events{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3 := s3Store(t, t.Name())
+	got, _, err := export.Run(ctx, ck, s3, r, export.Events{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Composed || want.Composed {
+		t.Fatalf("composed: s3 %v, local %v", got.Composed, want.Composed)
+	}
+	if got.GGUFSHA256 != want.GGUFSHA256 || got.GGUFSize != want.GGUFSize {
+		t.Fatalf("composed file %s (%d bytes) differs from streamed %s (%d bytes)", got.GGUFSHA256, got.GGUFSize, want.GGUFSHA256, want.GGUFSize)
+	}
+	b, _ := store.ReadAll(ctx, s3, export.GGUFKey)
+	if sum := sha256.Sum256(b); hex.EncodeToString(sum[:]) != want.GGUFSHA256 {
+		t.Fatal("the composed object's bytes do not have the reported SHA-256")
+	}
+	if _, err := s3.Stat(ctx, export.GGUFKey+".part0"); err == nil {
+		t.Fatal("the temporary first part was left behind")
+	}
+}

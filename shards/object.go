@@ -192,6 +192,83 @@ func (h *headerReader) u64() uint64 {
 	return 0
 }
 
+// Header is a shard object's parsed and checked header.
+type Header struct {
+	Entries    []TensorEntry
+	Compressed bool
+	RawLen     uint64 // payload bytes before compression
+	DataLen    uint64 // payload bytes as stored
+	Size       int64  // header bytes: the payload starts here
+}
+
+// ReadHeader reads and checks the header of a shard object from r (and
+// nothing after it): magic, version, flags, counts, the header checksum
+// and the tensors' placement in the payload.
+func ReadHeader(r io.Reader) (*Header, error) {
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = bufio.NewReaderSize(r, 64<<10)
+	}
+	return readHeader(br)
+}
+
+func readHeader(br *bufio.Reader) (*Header, error) {
+	h := &headerReader{r: br, crc: crc32.New(castagnoli)}
+	if m := h.take(len(Magic)); m == nil || string(m) != Magic {
+		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
+	}
+	if v := h.u32(); v != Version && h.err == nil {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrCorrupt, v, Version)
+	}
+	flags := h.u32()
+	if h.err == nil && flags&^uint32(flagZstd) != 0 {
+		return nil, fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
+	}
+	count := h.u32()
+	if h.err == nil && count > MaxTensors {
+		return nil, fmt.Errorf("%w: %d tensors, at most %d", ErrCorrupt, count, MaxTensors)
+	}
+	hd := &Header{Compressed: flags&flagZstd != 0}
+	for i := uint32(0); i < count && h.err == nil; i++ {
+		var e TensorEntry
+		e.Name = string(h.take(int(h.u16())))
+		e.Type = h.u32()
+		nd := h.u32()
+		if h.err == nil && (nd == 0 || nd > maxDims) {
+			return nil, fmt.Errorf("%w: tensor %q: %d dimensions", ErrCorrupt, e.Name, nd)
+		}
+		for range nd {
+			e.Dims = append(e.Dims, h.u64())
+		}
+		e.Offset, e.Length, e.CRC32C = h.u64(), h.u64(), h.u32()
+		hd.Entries = append(hd.Entries, e)
+	}
+	hd.RawLen, hd.DataLen = h.u64(), h.u64()
+	if h.err != nil {
+		return nil, h.err
+	}
+	want := h.crc.Sum32()
+	var sb [4]byte
+	if _, err := io.ReadFull(br, sb[:]); err != nil {
+		return nil, fmt.Errorf("%w: header ends early at byte %d", ErrCorrupt, h.n)
+	}
+	if binary.LittleEndian.Uint32(sb[:]) != want {
+		return nil, fmt.Errorf("%w: header checksum mismatch", ErrCorrupt)
+	}
+	hd.Size = h.n + 4
+	var end uint64
+	for _, e := range hd.Entries {
+		if e.Offset%Alignment != 0 || e.Offset < end || e.Length > hd.RawLen || e.Offset > hd.RawLen-e.Length {
+			return nil, fmt.Errorf("%w: tensor %q: bytes [%d, +%d) misplaced in a %d-byte payload", ErrCorrupt, e.Name, e.Offset, e.Length, hd.RawLen)
+		}
+		end = e.Offset + e.Length
+	}
+	if !hd.Compressed && hd.DataLen != hd.RawLen {
+		return nil, fmt.Errorf("%w: uncompressed payload of %d bytes stored in %d", ErrCorrupt, hd.RawLen, hd.DataLen)
+	}
+	return hd, nil
+}
+
 // Stream reads a shard object from r and hands each tensor to fn in order,
 // with a reader of exactly its bytes, so that a tensor can be copied onward
 // (into a GGUF file) without holding the object in memory. Everything is
@@ -201,58 +278,14 @@ func (h *headerReader) u64() uint64 {
 // gives an error wrapping ErrCorrupt that names the tensor; bytes handed to
 // fn before the error was found must then be discarded by the caller.
 func Stream(r io.Reader, fn func(e TensorEntry, data io.Reader) error) error {
-	h := &headerReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc32.New(castagnoli)}
-	if m := h.take(len(Magic)); m == nil || string(m) != Magic {
-		return fmt.Errorf("%w: bad magic", ErrCorrupt)
+	br := bufio.NewReaderSize(r, 64<<10)
+	hd, err := readHeader(br)
+	if err != nil {
+		return err
 	}
-	if v := h.u32(); v != Version && h.err == nil {
-		return fmt.Errorf("%w: version %d, want %d", ErrCorrupt, v, Version)
-	}
-	flags := h.u32()
-	if h.err == nil && flags&^uint32(flagZstd) != 0 {
-		return fmt.Errorf("%w: unknown flags %#x", ErrCorrupt, flags)
-	}
-	count := h.u32()
-	if h.err == nil && count > MaxTensors {
-		return fmt.Errorf("%w: %d tensors, at most %d", ErrCorrupt, count, MaxTensors)
-	}
-	var entries []TensorEntry
-	for i := uint32(0); i < count && h.err == nil; i++ {
-		var e TensorEntry
-		e.Name = string(h.take(int(h.u16())))
-		e.Type = h.u32()
-		nd := h.u32()
-		if h.err == nil && (nd == 0 || nd > maxDims) {
-			return fmt.Errorf("%w: tensor %q: %d dimensions", ErrCorrupt, e.Name, nd)
-		}
-		for range nd {
-			e.Dims = append(e.Dims, h.u64())
-		}
-		e.Offset, e.Length, e.CRC32C = h.u64(), h.u64(), h.u32()
-		entries = append(entries, e)
-	}
-	rawLen, dataLen := h.u64(), h.u64()
-	if h.err != nil {
-		return h.err
-	}
-	want := h.crc.Sum32()
-	var sb [4]byte
-	if _, err := io.ReadFull(h.r, sb[:]); err != nil {
-		return fmt.Errorf("%w: header ends early at byte %d", ErrCorrupt, h.n)
-	}
-	if binary.LittleEndian.Uint32(sb[:]) != want {
-		return fmt.Errorf("%w: header checksum mismatch", ErrCorrupt)
-	}
-	var end uint64
-	for _, e := range entries {
-		if e.Offset%Alignment != 0 || e.Offset < end || e.Length > rawLen || e.Offset > rawLen-e.Length {
-			return fmt.Errorf("%w: tensor %q: bytes [%d, +%d) misplaced in a %d-byte payload", ErrCorrupt, e.Name, e.Offset, e.Length, rawLen)
-		}
-		end = e.Offset + e.Length
-	}
-	stored := &countingReader{r: io.LimitReader(h.r, int64(dataLen))}
+	stored := &countingReader{r: io.LimitReader(br, int64(hd.DataLen))}
 	var payload io.Reader = stored
-	if flags&flagZstd != 0 {
+	if hd.Compressed {
 		dec, err := zstd.NewReader(stored, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
 		if err != nil {
 			return fmt.Errorf("shard: zstd: %w", err)
@@ -261,19 +294,20 @@ func Stream(r io.Reader, fn func(e TensorEntry, data io.Reader) error) error {
 		payload = dec
 	}
 	raw := &countingReader{r: payload}
-	if err := streamPayload(raw, entries, rawLen, fn); err != nil {
+	if err := streamPayload(raw, hd.Entries, hd.RawLen, fn); err != nil {
 		return err
 	}
-	if flags&flagZstd != 0 {
+	if hd.Compressed {
 		// The decoder may stop before the end of the stored stream.
 		if _, err := io.Copy(io.Discard, stored); err != nil {
 			return fmt.Errorf("%w: payload: %v", ErrCorrupt, err)
 		}
 	}
-	if uint64(stored.n) != dataLen {
-		return fmt.Errorf("%w: payload is %d bytes, header says %d", ErrCorrupt, stored.n, dataLen)
+	if uint64(stored.n) != hd.DataLen {
+		return fmt.Errorf("%w: payload is %d bytes, header says %d", ErrCorrupt, stored.n, hd.DataLen)
 	}
-	if n, _ := h.r.Read(sb[:1]); n != 0 {
+	var one [1]byte
+	if n, _ := br.Read(one[:]); n != 0 {
 		return fmt.Errorf("%w: bytes after the payload", ErrCorrupt)
 	}
 	return nil

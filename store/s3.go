@@ -313,3 +313,44 @@ func (s *S3) Delete(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// MinComposePart is S3's smallest part of a composed object (all but the
+// last part).
+const MinComposePart = 5 << 20
+
+// Part is a byte range of a stored object, for Compose.
+type Part struct {
+	Key            string
+	Offset, Length int64
+}
+
+// Compose builds the object dst server-side from ranges of other objects of
+// the same store (S3 ComposeObject: no bytes pass through this process).
+// Every part but the last must be at least MinComposePart bytes. The source
+// ranges are pinned to the ETags they have now.
+func (s *S3) Compose(ctx context.Context, dst string, parts []Part) (ObjectInfo, error) {
+	dname, err := s.ObjectName(dst)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	srcs := make([]minio.CopySrcOptions, 0, len(parts))
+	for i, p := range parts {
+		if p.Length <= 0 || (i < len(parts)-1 && p.Length < MinComposePart) {
+			return ObjectInfo{}, fmt.Errorf("compose %s: part %d (%s) of %d bytes: parts but the last need %d bytes", Describe(s, dst), i, p.Key, p.Length, MinComposePart)
+		}
+		name, err := s.ObjectName(p.Key)
+		if err != nil {
+			return ObjectInfo{}, err
+		}
+		info, err := s.Stat(ctx, p.Key)
+		if err != nil {
+			return ObjectInfo{}, err
+		}
+		srcs = append(srcs, minio.CopySrcOptions{Bucket: s.cfg.Bucket, Object: name, MatchETag: info.ETag,
+			MatchRange: true, Start: p.Offset, End: p.Offset + p.Length - 1})
+	}
+	if _, err := s.client.ComposeObject(ctx, minio.CopyDestOptions{Bucket: s.cfg.Bucket, Object: dname}, srcs...); err != nil {
+		return ObjectInfo{}, s.wrap("compose", dst, err)
+	}
+	return s.Stat(ctx, dst)
+}
