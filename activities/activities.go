@@ -195,6 +195,7 @@ func (a *Activities) QuantizeShard(ctx context.Context, in ShardInput) (export.S
 	if err != nil {
 		return export.ShardRecord{}, badInput(err)
 	}
+	rec.Seconds = time.Since(start).Seconds()
 	if a.ShardDone != nil && !rec.Reused {
 		var in int64
 		for _, name := range s.Tensors {

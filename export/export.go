@@ -45,6 +45,9 @@ type ShardRecord struct {
 	Bytes      int64   `json:"bytes"` // quantized tensor bytes
 	MaxRelErr  float64 `json:"max_rel_error"`
 	Reused     bool    `json:"reused"` // found finished in the store
+	// Seconds is how long the activity that produced the record ran
+	// (measured by it; 0 outside Temporal).
+	Seconds float64 `json:"seconds,omitempty"`
 }
 
 // ShardResult is the JSON object stored beside a shard object.
