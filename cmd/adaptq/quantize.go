@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -87,6 +88,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		defer w.Stop()
+	}
+	if err := checkSearchAttributes(ctx, c, *namespace); err != nil {
+		return err
 	}
 	start := time.Now()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: *queue,
@@ -199,4 +203,28 @@ func absLocation(loc string) string {
 		return abs
 	}
 	return loc
+}
+
+// checkSearchAttributes fails early, with the commands that fix it, when
+// the namespace lacks adaptq's search attributes: the workflow's upserts
+// would otherwise fail its workflow tasks over and over.
+func checkSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
+	}
+	var missing []string
+	for _, n := range workflows.SearchAttributeNames() {
+		if _, ok := resp.GetCustomAttributes()[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, n := range missing {
+		fmt.Fprintf(&b, "\n  temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, n)
+	}
+	return fmt.Errorf("namespace %s lacks the search attributes %s; register them once:%s", namespace, strings.Join(missing, ", "), b.String())
 }

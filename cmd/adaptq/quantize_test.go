@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/ohms-project/adaptq/workers"
 )
 
 // TestQuantizeEmbedded runs the main job on the embedded default: an
@@ -34,5 +39,21 @@ func TestQuantizeEmbedded(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("%s missing: %v", f, err)
 		}
+	}
+}
+
+// TestQuantizeMissingSearchAttributes: on a cluster without adaptq's
+// search attributes, quantize stops before starting a run and says how to
+// register them.
+func TestQuantizeMissingSearchAttributes(t *testing.T) {
+	ctx := context.Background()
+	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Stop()
+	code, _, stderr := runCLI("quantize", "--model", fixtureF32, "--out", t.TempDir(), "--temporal", dev.Address())
+	if code != 1 || !strings.Contains(stderr, "lacks the search attributes") || !strings.Contains(stderr, "search-attribute create") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }

@@ -104,8 +104,12 @@ func loadModel(ctx context.Context, flagName, location string) (*loadedModel, *i
 // errNoTokenizer reports a checkpoint without tokenizer.json.
 var errNoTokenizer = errors.New("no " + tokenizerFile)
 
+// errTokenizerType reports a tokenizer.json whose model is not BPE.
+var errTokenizerType = errors.New("tokenizer model type not supported")
+
 // loadTokenizer reads the checkpoint's tokenizer.json; a missing file is
-// reported wrapping errNoTokenizer.
+// reported wrapping errNoTokenizer, a model type other than BPE wrapping
+// errTokenizerType.
 func loadTokenizer(ctx context.Context, lm *loadedModel) (*tokenizer.Tokenizer, error) {
 	data, err := store.ReadAll(ctx, lm.Tokens, tokenizerFile)
 	if errors.Is(err, store.ErrNotFound) {
@@ -113,6 +117,17 @@ func loadTokenizer(ctx context.Context, lm *loadedModel) (*tokenizer.Tokenizer, 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read tokenizer: %w", err)
+	}
+	// The model type first: tokenizer.Parse would otherwise report a
+	// WordPiece or Unigram file by the first field it cannot decode.
+	var head struct {
+		Model struct {
+			Type string `json:"type"`
+		} `json:"model"`
+	}
+	if json.Unmarshal(data, &head) == nil && head.Model.Type != "" && head.Model.Type != "BPE" {
+		return nil, fmt.Errorf("%s: %w: %q (only BPE: SentencePiece-style and byte-level)",
+			store.Describe(lm.Tokens, tokenizerFile), errTokenizerType, head.Model.Type)
 	}
 	tok, err := tokenizer.Parse(data)
 	if err != nil {
@@ -211,7 +226,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	input := *idsPath
 	if *textPath != "" {
 		input = *textPath
-		if tok, err = loadTokenizer(ctx, ck); errors.Is(err, errNoTokenizer) {
+		if tok, err = loadTokenizer(ctx, ck); errors.Is(err, errNoTokenizer) || errors.Is(err, errTokenizerType) {
 			return fmt.Errorf("--text needs the model's tokenizer: %w; give token ids with --ids instead", err)
 		} else if err != nil {
 			return err
@@ -225,8 +240,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if ids, err = infer.ReadIDsFile(*idsPath); err != nil {
 			return fmt.Errorf("--ids: %w", err)
 		}
-		// The tokenizer is optional here; it only supplies BOS.
-		if tok, err = loadTokenizer(ctx, ck); err != nil && !errors.Is(err, errNoTokenizer) {
+		// The tokenizer is optional here; it only supplies BOS (else
+		// config.json does).
+		if tok, err = loadTokenizer(ctx, ck); err != nil && !errors.Is(err, errNoTokenizer) && !errors.Is(err, errTokenizerType) {
 			return err
 		}
 	}

@@ -136,6 +136,34 @@ func TestVerifyErrors(t *testing.T) {
 	if err := os.WriteFile(short, []byte("Once upon a time, there was a cat."), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(dir, "empty.txt")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Checkpoints whose tokenizer.json is not BPE.
+	tokDirs := map[string]string{}
+	for typ, model := range map[string]string{
+		"WordPiece": `{"type":"WordPiece","unk_token":"[UNK]","vocab":{"[UNK]":0,"a":1}}`,
+		"Unigram":   `{"type":"Unigram","unk_id":0,"vocab":[["<unk>",0.0],["a",-1.5]]}`,
+	} {
+		d := filepath.Join(dir, "tokenizer-"+typ)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"config.json", "model.safetensors"} {
+			b, err := os.ReadFile(filepath.Join(fixtureF32, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(d, "tokenizer.json"), []byte(`{"version":"1.0","model":`+model+`}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tokDirs[typ] = d
+	}
 	badIDs := filepath.Join(dir, "bad.ids")
 	if err := os.WriteFile(badIDs, []byte(strings.Repeat("5 ", 300)+"9999"), 0o644); err != nil {
 		t.Fatal(err)
@@ -155,7 +183,19 @@ func TestVerifyErrors(t *testing.T) {
 		{"missing gguf", []string{"--model", "/models/x.Q4_K_M.gguf", "--ids", fixtureIDs}, 1, "object not found"},
 		{"missing gguf reference", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--reference", "y.gguf"}, 1, "y.gguf"},
 		{"no tokenizer", []string{"--model", noTok, "--text", fixtureText}, 1, "no tokenizer.json; give token ids with --ids"},
-		{"short text", []string{"--model", fixtureF32, "--text", short}, 1, "shorter than one window"},
+		{"short text", []string{"--model", fixtureF32, "--text", short}, 1, short + ": 11 tokens is shorter than one window"},
+		{"short text, llama.cpp protocol", []string{"--model", fixtureF32, "--text", short, "--protocol", "llama.cpp"}, 1, short + ": 11 tokens is shorter than one window (protocol llama.cpp"},
+		{"empty text", []string{"--model", fixtureF32, "--text", empty}, 1, empty + ": 0 tokens is shorter than one window"},
+		{"empty ids", []string{"--model", fixtureF32, "--ids", empty}, 1, empty + ": 0 tokens is shorter than one window"},
+		{"config and tensors disagree", []string{"--model", "../../testdata/bad/shape-config-mismatch", "--ids", fixtureIDs}, 1,
+			`shape-config-mismatch/model.safetensors: tensor "model.layers.0.mlp.gate_proj.weight": shape [16 8], config.json implies [32 8]`},
+		{"tensor missing", []string{"--model", "../../testdata/bad/missing-tensor", "--ids", fixtureIDs}, 1, `missing-tensor: tensor "lm_head.weight" (lm_head) is missing`},
+		{"config and tensors disagree, reference", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--reference", "../../testdata/bad/shape-config-mismatch"}, 1,
+			`shape-config-mismatch/model.safetensors: tensor "model.layers.0.mlp.gate_proj.weight"`},
+		{"WordPiece tokenizer", []string{"--model", tokDirs["WordPiece"], "--text", fixtureText}, 1,
+			filepath.Join(tokDirs["WordPiece"], "tokenizer.json") + `: tokenizer model type not supported: "WordPiece"`},
+		{"Unigram tokenizer", []string{"--model", tokDirs["Unigram"], "--text", fixtureText}, 1,
+			filepath.Join(tokDirs["Unigram"], "tokenizer.json") + `: tokenizer model type not supported: "Unigram"`},
 		{"ctx beyond model", []string{"--model", fixtureF32, "--ids", fixtureIDs, "--ctx", "1024"}, 1, "max_position_embeddings 512"},
 		{"id outside vocab", []string{"--model", fixtureF32, "--ids", badIDs}, 1, "outside the model's vocabulary of 512"},
 		{"missing text", []string{"--model", fixtureF32, "--text", filepath.Join(dir, "nope.txt")}, 1, "no such file"},
@@ -168,10 +208,12 @@ func TestVerifyErrors(t *testing.T) {
 			}
 		})
 	}
-	// Without tokenizer.json, --ids works (BOS from config.json).
-	rep := verifyJSON(t, "--model", noTok, "--ids", fixtureIDs, "--limit", "1")
-	if rep.Windows != 1 || rep.PPL <= 1 {
-		t.Errorf("ids without tokenizer: %+v", rep)
+	// Without a usable tokenizer.json, --ids works (BOS from config.json).
+	for _, d := range []string{noTok, tokDirs["Unigram"]} {
+		rep := verifyJSON(t, "--model", d, "--ids", fixtureIDs, "--limit", "1")
+		if rep.Windows != 1 || rep.PPL <= 1 {
+			t.Errorf("%s: ids without tokenizer: %+v", d, rep)
+		}
 	}
 }
 
