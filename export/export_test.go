@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
-	"sync"
 	"testing"
 
 	"github.com/ohms-project/adaptq/export"
@@ -20,30 +19,17 @@ import (
 	"github.com/ohms-project/adaptq/synth"
 )
 
-var (
-	minioOnce sync.Once
-	minioSrv  *testenv.MinIO
-	minioErr  error
-)
+// minio is this test binary's MinIO server, started on first use.
+var minio testenv.LazyMinIO
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if minioSrv != nil {
-		minioSrv.Stop()
-	}
+	minio.Stop()
 	os.Exit(code)
 }
 
 func s3Store(t *testing.T, prefix string) store.Store {
-	minioOnce.Do(func() { minioSrv, minioErr = testenv.StartMinIO() })
-	if minioErr != nil {
-		testenv.Missing(t, "MinIO: "+minioErr.Error())
-	}
-	s, err := minioSrv.Store(context.Background(), "adaptq-export-test", prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return minio.Store(t, "adaptq-export-test", prefix)
 }
 
 func fixture(t testing.TB) *model.Checkpoint {

@@ -87,9 +87,7 @@ func rawReader(tb testing.TB, s store.Store) (file string, off, n int64) {
 // BenchmarkReadTensorMinIO reads a 256 MiB tensor from MinIO on loopback
 // with one range read (MB/s).
 func BenchmarkReadTensorMinIO(b *testing.B) {
-	if err := startMinIO(); err != nil {
-		b.Skip("MinIO:", err)
-	}
+	minio.Get(b)
 	ctx := context.Background()
 	dir := b.TempDir()
 	writeOneTensor(b, dir, 32768, 4096) // 256 MiB of BF16

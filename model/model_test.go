@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/ohms-project/adaptq/internal/testenv"
@@ -14,23 +13,12 @@ import (
 	"github.com/ohms-project/adaptq/store"
 )
 
-// The MinIO server of this test binary, started on first use.
-var (
-	minioOnce sync.Once
-	minioSrv  *testenv.MinIO
-	minioErr  error
-)
-
-func startMinIO() error {
-	minioOnce.Do(func() { minioSrv, minioErr = testenv.StartMinIO() })
-	return minioErr
-}
+// minio is this test binary's MinIO server, started on first use.
+var minio testenv.LazyMinIO
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if minioSrv != nil {
-		minioSrv.Stop()
-	}
+	minio.Stop()
 	os.Exit(code)
 }
 
@@ -42,14 +30,8 @@ func corpusStores(t *testing.T, dir string) map[string]store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if startMinIO() != nil {
-		testenv.Missing(t, "MinIO: "+minioErr.Error())
-	}
 	ctx := context.Background()
-	s3, err := minioSrv.Store(ctx, "adaptq-model-test", t.Name()+"/"+filepath.Base(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s3 := minio.Store(t, "adaptq-model-test", t.Name()+"/"+filepath.Base(dir))
 	if err := testenv.UploadDir(ctx, dir, s3, ""); err != nil {
 		t.Fatal(err)
 	}

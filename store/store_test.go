@@ -14,23 +14,12 @@ import (
 	"github.com/ohms-project/adaptq/store"
 )
 
-// The MinIO server of this test binary, started on first use.
-var (
-	minioOnce sync.Once
-	minioSrv  *testenv.MinIO
-	minioErr  error
-)
-
-func startMinIO() error {
-	minioOnce.Do(func() { minioSrv, minioErr = testenv.StartMinIO() })
-	return minioErr
-}
+// minio is this test binary's MinIO server, started on first use.
+var minio testenv.LazyMinIO
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if minioSrv != nil {
-		minioSrv.Stop()
-	}
+	minio.Stop()
 	os.Exit(code)
 }
 
@@ -42,14 +31,7 @@ func stores(t *testing.T) map[string]store.Store {
 		t.Fatal(err)
 	}
 	out := map[string]store.Store{"local": l}
-	if startMinIO() != nil {
-		testenv.Missing(t, "MinIO: "+minioErr.Error())
-	}
-	s, err := minioSrv.Store(context.Background(), "adaptq-test", t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	out["s3"] = s
+	out["s3"] = minio.Store(t, "adaptq-test", t.Name())
 	return out
 }
 

@@ -8,20 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-
 	"github.com/ohms-project/adaptq/workers"
 )
-
-// devSearchAttributes are the custom search attributes adaptq's workflows
-// set; the development server registers them on start.
-func devSearchAttributes() map[string]enums.IndexedValueType {
-	return map[string]enums.IndexedValueType{
-		"AdaptqModel":  enums.INDEXED_VALUE_TYPE_KEYWORD,
-		"AdaptqRecipe": enums.INDEXED_VALUE_TYPE_KEYWORD,
-		"AdaptqPhase":  enums.INDEXED_VALUE_TYPE_KEYWORD,
-	}
-}
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("dev", "[--port 7233] [--db file.sqlite] [--task-queue adaptq] [--max-concurrent N]", stderr)
@@ -47,7 +35,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log := jsonLogger(stderr)
 
 	srv, err := workers.StartDevServer(ctx, workers.DevServerOptions{
-		Port: *port, IP: *ip, DBFile: *db, SearchAttributes: devSearchAttributes(), Logger: log,
+		Port: *port, IP: *ip, DBFile: *db, SearchAttributes: searchAttributes(), Logger: log,
 	})
 	if err != nil {
 		return err

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/store"
 	"github.com/ohms-project/adaptq/synth"
-	"github.com/ohms-project/adaptq/workers"
 	"github.com/ohms-project/adaptq/workflows"
 )
 
@@ -46,26 +44,7 @@ func TestOrchestrationOverhead(t *testing.T) {
 	tok, _ := os.ReadFile(filepath.Join(fixtureF32, "tokenizer.json"))
 	os.WriteFile(filepath.Join(modelDir, "tokenizer.json"), tok, 0o644)
 
-	attrs := map[string]enumspb.IndexedValueType{}
-	for _, n := range workflows.SearchAttributeNames() {
-		attrs[n] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-	}
-	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{SearchAttributes: attrs, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Stop()
-	wcfg := workers.Config{HostPort: dev.Address(), Logger: zerolog.Nop()}
-	c, err := workers.Dial(ctx, wcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	w, err := workers.StartInProcess(c, wcfg, registrar())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	c := startEmbedded(t, ctx)
 
 	const conc = 2
 	in := workflows.QuantizeInput{Model: modelDir, Output: t.TempDir(), Recipe: "q8_0", Concurrency: conc}

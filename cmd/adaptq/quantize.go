@@ -65,11 +65,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	logger := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	cfg := workers.Config{HostPort: *hostPort, Namespace: *namespace, TaskQueue: *queue, Role: workers.RoleAll, Logger: logger}
 	if *hostPort == "" {
-		attrs := map[string]enumspb.IndexedValueType{}
-		for _, n := range workflows.SearchAttributeNames() {
-			attrs[n] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-		}
-		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, Namespace: *namespace, SearchAttributes: attrs, Logger: logger})
+		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, Namespace: *namespace, SearchAttributes: searchAttributes(), Logger: logger})
 		if err != nil {
 			return fmt.Errorf("embedded Temporal server: %w", err)
 		}
@@ -227,4 +223,14 @@ func checkSearchAttributes(ctx context.Context, c client.Client, namespace strin
 		fmt.Fprintf(&b, "\n  temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, n)
 	}
 	return fmt.Errorf("namespace %s lacks the search attributes %s; register them once:%s", namespace, strings.Join(missing, ", "), b.String())
+}
+
+// searchAttributes are adaptq's search attributes with their types, as a
+// server registers them.
+func searchAttributes() map[string]enumspb.IndexedValueType {
+	attrs := map[string]enumspb.IndexedValueType{}
+	for _, n := range workflows.SearchAttributeNames() {
+		attrs[n] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	return attrs
 }

@@ -2,19 +2,16 @@ package main
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/store"
-	"github.com/ohms-project/adaptq/workers"
 	"github.com/ohms-project/adaptq/workflows"
 )
 
@@ -44,26 +41,7 @@ func TestS3RunsAndSecrets(t *testing.T) {
 	if _, err := m.Store(ctx, "out", ""); err != nil {
 		t.Fatal(err)
 	}
-	attrs := map[string]enumspb.IndexedValueType{}
-	for _, n := range workflows.SearchAttributeNames() {
-		attrs[n] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-	}
-	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{SearchAttributes: attrs, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dev.Stop()
-	cfg := workers.Config{HostPort: dev.Address(), Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)}
-	c, err := workers.Dial(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	w, err := workers.StartInProcess(c, cfg, registrar())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
+	c := startEmbedded(t, ctx)
 
 	in := workflows.QuantizeInput{Model: "s3://models/stories260k", Output: "s3://out/stories260k-q8", Recipe: "q8_0"}
 	var sums [2]workflows.Summary

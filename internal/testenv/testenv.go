@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -224,4 +225,40 @@ func randomSecret() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// LazyMinIO starts one MinIO server for a test binary on first use; its
+// TestMain calls Stop. A test that needs it and cannot have it fails in
+// CI and skips elsewhere.
+type LazyMinIO struct {
+	once sync.Once
+	srv  *MinIO
+	err  error
+}
+
+// Get returns the server, starting it on first use.
+func (l *LazyMinIO) Get(tb testing.TB) *MinIO {
+	tb.Helper()
+	l.once.Do(func() { l.srv, l.err = StartMinIO() })
+	if l.err != nil {
+		Missing(tb, "MinIO: "+l.err.Error())
+	}
+	return l.srv
+}
+
+// Store returns an S3 store on bucket/prefix of the shared server.
+func (l *LazyMinIO) Store(tb testing.TB, bucket, prefix string) *store.S3 {
+	tb.Helper()
+	s, err := l.Get(tb).Store(context.Background(), bucket, prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// Stop stops the server if it was started.
+func (l *LazyMinIO) Stop() {
+	if l.srv != nil {
+		l.srv.Stop()
+	}
 }
