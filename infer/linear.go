@@ -63,7 +63,8 @@ func (d *Dense) RowBlock(first, n int, _ []float32) ([]float32, error) {
 // fixed (four interleaved partial sums, then the tail into the first one)
 // and every product is rounded to float32 before it is added (the explicit
 // conversion forbids fusing into an FMA), so the result is bit-identical
-// wherever it is called from. dot2 must keep the same order per output.
+// wherever it is called from. dot2 and dot4 must keep the same order per
+// output.
 func dot(a, b []float32) float32 {
 	n := len(a)
 	b = b[:n]
@@ -106,6 +107,47 @@ func dot2(w, x0, x1 []float32) (float32, float32) {
 		b0 += float32(w[i] * x1[i])
 	}
 	return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+}
+
+// dot4 returns dot(w, x0), …, dot(w, x3) with exactly the same rounding
+// as four calls of dot: dot4Lanes (SSE on amd64) forms the four partial
+// sums of each over the first multiple of 4 values, the tail is added to
+// the first partial sum, and the partial sums are combined as dot does.
+func dot4(w, x0, x1, x2, x3 []float32) (float32, float32, float32, float32) {
+	n := len(w)
+	x0, x1, x2, x3 = x0[:n], x1[:n], x2[:n], x3[:n]
+	n4 := n &^ 3
+	var acc [16]float32
+	dot4Lanes(w, x0, x1, x2, x3, n4, &acc)
+	for i := n4; i < n; i++ {
+		acc[0] += float32(w[i] * x0[i])
+		acc[4] += float32(w[i] * x1[i])
+		acc[8] += float32(w[i] * x2[i])
+		acc[12] += float32(w[i] * x3[i])
+	}
+	return (acc[0] + acc[1]) + (acc[2] + acc[3]),
+		(acc[4] + acc[5]) + (acc[6] + acc[7]),
+		(acc[8] + acc[9]) + (acc[10] + acc[11]),
+		(acc[12] + acc[13]) + (acc[14] + acc[15])
+}
+
+// dot8 writes dot(w, x[k*stride:k*stride+len(w)]) for k < 8 to out[k],
+// with exactly the rounding of dot (see dot4).
+func dot8(w, x []float32, stride int, out *[8]float32) {
+	n := len(w)
+	x = x[:7*stride+n]
+	n4 := n &^ 3
+	var acc [32]float32
+	dot8Lanes(w, x, stride, n4, &acc)
+	for i := n4; i < n; i++ {
+		for k := range 8 {
+			acc[4*k] += float32(w[i] * x[k*stride+i])
+		}
+	}
+	for k := range 8 {
+		a := acc[4*k : 4*k+4 : 4*k+4]
+		out[k] = (a[0] + a[1]) + (a[2] + a[3])
+	}
 }
 
 // blockBytes is the target size of the float32 row block a worker expands
@@ -166,6 +208,29 @@ func matMul(w Linear, dst, x []float32, T, workers int) error {
 // T tokens.
 func matMulBlock(rows []float32, n, C int, dst []float32, R, first int, x []float32, T int) {
 	t := 0
+	var o [8]float32
+	for ; t+8 <= T; t += 8 {
+		xs := x[t*C : (t+8)*C]
+		for r := range n {
+			dot8(rows[r*C:(r+1)*C], xs, C, &o)
+			for k, v := range o {
+				dst[(t+k)*R+first+r] = v
+			}
+		}
+	}
+	for ; t+4 <= T; t += 4 {
+		x0 := x[t*C : (t+1)*C]
+		x1 := x[(t+1)*C : (t+2)*C]
+		x2 := x[(t+2)*C : (t+3)*C]
+		x3 := x[(t+3)*C : (t+4)*C]
+		d0 := dst[t*R+first : t*R+first+n]
+		d1 := dst[(t+1)*R+first : (t+1)*R+first+n]
+		d2 := dst[(t+2)*R+first : (t+2)*R+first+n]
+		d3 := dst[(t+3)*R+first : (t+3)*R+first+n]
+		for r := range n {
+			d0[r], d1[r], d2[r], d3[r] = dot4(rows[r*C:(r+1)*C], x0, x1, x2, x3)
+		}
+	}
 	for ; t+2 <= T; t += 2 {
 		x0 := x[t*C : (t+1)*C]
 		x1 := x[(t+1)*C : (t+2)*C]

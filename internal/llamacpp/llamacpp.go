@@ -70,14 +70,20 @@ func Require(tb testing.TB) *Oracle {
 }
 
 // Request is one oracle request; see oracle.mjs for the meaning of each
-// part. Nil parts are not computed.
+// part. Nil parts are not computed. KVCacheType ("F32", "F16", ...) sets
+// the type of llama.cpp's key/value cache (empty: llama.cpp's default,
+// F16, which rounds keys and values and, for the K·Q product, the queries
+// to F16); FlashAttention, when set, forces flash attention on or off
+// (nil: llama.cpp's "auto").
 type Request struct {
-	Model       string    `json:"model"`
-	ContextSize int       `json:"contextSize,omitempty"`
-	Threads     int       `json:"threads,omitempty"`
-	Generate    *Generate `json:"generate,omitempty"`
-	Score       *Score    `json:"score,omitempty"`
-	Tokenize    []string  `json:"tokenize,omitempty"`
+	Model          string    `json:"model"`
+	ContextSize    int       `json:"contextSize,omitempty"`
+	Threads        int       `json:"threads,omitempty"`
+	KVCacheType    string    `json:"kvCacheType,omitempty"`
+	FlashAttention *bool     `json:"flashAttention,omitempty"`
+	Generate       *Generate `json:"generate,omitempty"`
+	Score          *Score    `json:"score,omitempty"`
+	Tokenize       []string  `json:"tokenize,omitempty"`
 }
 
 // Generate asks for greedy decoding of Tokens tokens after BOS.
@@ -115,10 +121,14 @@ type Generated struct {
 }
 
 // WindowScore holds the next-token log-probs of one window. A nil entry of
-// LogProbs is a probability that underflowed to 0.
+// LogProbs is a probability that underflowed to 0. Ms is the wall-clock
+// time llama.cpp took to evaluate the window, in milliseconds, measured
+// inside node around the evaluation (0 from an oracle script that predates
+// it).
 type WindowScore struct {
 	LogProbs []*float64     `json:"logprobs"`
 	Top      [][][2]float64 `json:"top"`
+	Ms       float64        `json:"ms"`
 }
 
 // Run sends req to a new oracle process and decodes its reply.

@@ -13,6 +13,8 @@
 //     "model": "/path/model.gguf",
 //     "contextSize": 256,          // default 512
 //     "threads": 1,                // default 1
+//     "kvCacheType": "F32",        // K and V cache type; default llama.cpp's (F16)
+//     "flashAttention": false,     // default llama.cpp's ("auto")
 //     "generate": {"tokens": 47},  // greedy decoding from BOS
 //     "score": {"windows": [[ids...], ...], "from": 128, "topK": 0},
 //     "tokenize": ["text", ...]
@@ -21,7 +23,7 @@
 //   {
 //     "model": {"bos": id, "eos": id, "addBos": bool},
 //     "generate": {"tokens": [ids], "pieces": ["..."], "text": "..."},
-//     "score": [{"logprobs": [...], "top": [[[id, logprob], ...], ...]}],
+//     "score": [{"logprobs": [...], "top": [[[id, logprob], ...], ...], "ms": 12.3}],
 //     "tokenize": [[ids], ...]
 //   }
 // generate: tokens after BOS, argmax at every step; pieces are the tokens'
@@ -33,7 +35,11 @@
 // token w[p+1] (the window is evaluated from scratch, in one sequence); with
 // topK > 0 also the topK most likely tokens at p with their log-probs.
 // Probabilities come from a sampler with temperature 1 and no top-k/top-p/
-// min-p truncation, i.e. softmax(logits).
+// min-p truncation, i.e. softmax(logits). ms is the wall-clock time of the
+// window's evaluation in milliseconds (llama_decode of the whole window plus
+// the probabilities asked for; not the history clearing before it), measured
+// in node with performance.now(). With from = len(w)-1 no position is scored
+// and ms times prompt processing alone.
 // tokenize: llama.cpp's tokenization of each text (no BOS, special token
 // texts not parsed).
 // On error the script prints {"error": "..."} and exits with status 1.
@@ -84,7 +90,14 @@ async function main() {
     const model = await llama.loadModel({modelPath: req.model, gpuLayers: 0, useMmap: true});
     const threads = req.threads ?? 1;
     const contextSize = req.contextSize ?? 512;
-    const context = await model.createContext({contextSize, batchSize: contextSize, sequences: 1, threads});
+    const ctxOpts = {contextSize, batchSize: contextSize, sequences: 1, threads};
+    if (req.kvCacheType != null) {
+        ctxOpts.experimentalKvCacheKeyType = req.kvCacheType;
+        ctxOpts.experimentalKvCacheValueType = req.kvCacheType;
+    }
+    if (req.flashAttention != null)
+        ctxOpts.flashAttention = req.flashAttention;
+    const context = await model.createContext(ctxOpts);
     const sequence = context.getSequence();
     const out = {
         model: {
@@ -140,7 +153,9 @@ async function main() {
             const items = w.map((t, p) => p >= from && p < w.length - 1
                 ? [t, {generateNext: {probabilities: true, options: fullDistribution}}]
                 : t);
+            const t0 = performance.now();
             const res = await sequence.controlledEvaluate(items);
+            const ms = performance.now() - t0;
             const logprobs = [];
             const top = [];
             for (let p = from; p < w.length - 1; p++) {
@@ -159,7 +174,7 @@ async function main() {
                     top.push(t);
                 }
             }
-            out.score.push(topK > 0 ? {logprobs, top} : {logprobs});
+            out.score.push(topK > 0 ? {logprobs, top, ms} : {logprobs, ms});
         }
     }
 
