@@ -387,18 +387,33 @@ func TestRunMetricsHealthAndGracefulStop(t *testing.T) {
 	defer c.Close()
 	runEcho(t, c, cfg.TaskQueue, "echo-run", temporal.SearchAttributes{})
 
-	code, body, err := httpGet("http://" + metricsAddr + "/metrics")
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", code, err)
-	}
-	for _, want := range []string{
+	// The worker records a workflow's completion when it finishes the
+	// workflow task, which can be just after the client sees the result:
+	// poll the metrics for a few seconds.
+	wanted := []string{
 		"temporal_workflow_completed{",
 		"temporal_activity_execution_latency_bucket{",
 		"temporal_request{",
 		`task_queue="adaptq-run"`,
 		"adaptq_shards_done_total 1",
 		"go_goroutines ",
-	} {
+	}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, b, err := httpGet("http://" + metricsAddr + "/metrics")
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("GET /metrics: %d %v", code, err)
+		}
+		body = b
+		missing := false
+		for _, want := range wanted {
+			missing = missing || !strings.Contains(body, want)
+		}
+		if !missing || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wanted {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
