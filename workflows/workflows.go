@@ -131,10 +131,16 @@ func (in *QuantizeInput) defaults() {
 	}
 }
 
+// shardOptions are QuantizeShard's activity options. A cancelled run waits
+// for its running shards to acknowledge the cancellation (they learn of it
+// at their next heartbeat; a dead worker's shard times out after the
+// heartbeat timeout), so that the run closes, and its output is marked
+// incomplete, only after no worker writes to the output any more.
 func shardOptions(in *QuantizeInput) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: 6 * time.Hour,
 		HeartbeatTimeout:    time.Duration(in.HeartbeatSeconds) * time.Second,
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
