@@ -42,6 +42,8 @@ func EvaluateModel(ctx workflow.Context, in EvalInput) (*infer.Result, error) {
 		TaskQueue:           queue,
 		StartToCloseTimeout: 6 * time.Hour,
 		HeartbeatTimeout:    10 * time.Minute,
+		// A cancelled evaluation waits until its running chunks stop.
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 20, MaximumInterval: time.Minute,
 			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}},
 	}
