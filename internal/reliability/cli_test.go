@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ohms-project/adaptq/export"
+	"github.com/ohms-project/adaptq/internal/llamacpp"
 	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/manifest"
 	"github.com/ohms-project/adaptq/store"
@@ -51,7 +52,9 @@ func TestCLIQuantizeFixture(t *testing.T) {
 	if err := os.WriteFile(runJSON, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Two worker processes share the run.
 	s.startWorker(t, workerOpts{Name: "cli-worker", Queue: queue, MaxConcurrent: 2})
+	s.startWorker(t, workerOpts{Name: "cli-worker-2", Queue: queue, MaxConcurrent: 2})
 
 	if _, err := s.temporalCLI(t, ctx, "workflow", "start", "--type", "QuantizeModel", "--task-queue", queue,
 		"--workflow-id", id, "--input-file", runJSON); err != nil {
@@ -123,6 +126,16 @@ func TestCLIQuantizeFixture(t *testing.T) {
 	ggPath := filepath.Join(dir, "model.gguf")
 	if err := os.WriteFile(ggPath, gg, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// llama.cpp loads the file the fleet wrote and decodes the fixture's
+	// story from BOS.
+	o := llamacpp.Require(t)
+	resp, err := o.Run(ctx, &llamacpp.Request{Model: ggPath, ContextSize: 256, Threads: 2, Generate: &llamacpp.Generate{Tokens: 47}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(resp.Generate.Text, "Once upon a time, there was a little girl named Lily.") {
+		t.Errorf("llama.cpp on the pipeline's GGUF: %q", resp.Generate.Text)
 	}
 	vctx, vcancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer vcancel()
