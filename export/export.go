@@ -104,7 +104,15 @@ func WriteShard(ctx context.Context, ck *model.Checkpoint, out store.Store, p *s
 	if err != nil {
 		return ShardRecord{}, err
 	}
-	info, err := out.PutIfAbsent(ctx, key, bytes.NewReader(o.Object.Bytes), int64(len(o.Object.Bytes)))
+	// The object streams from the tensors' bytes: no second copy of the
+	// layer in memory.
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := o.Object.WriteTo(pw)
+		pw.CloseWithError(err)
+	}()
+	info, err := out.PutIfAbsent(ctx, key, pr, o.Object.Size())
+	pr.CloseWithError(err)
 	if errors.Is(err, store.ErrExists) {
 		info, err = out.Stat(ctx, key) // same inputs, same bytes: an earlier attempt wrote it
 	}

@@ -58,7 +58,7 @@ func TestBitNetRecipe(t *testing.T) {
 			if err != nil {
 				t.Fatalf("rot=%v %s: %v", rot, s.Name, err)
 			}
-			back, err := shards.Decode(out.Object.Bytes)
+			back, err := shards.Decode(out.Object.Bytes())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -59,21 +59,68 @@ type Tensor struct {
 	Data []byte
 }
 
-// Encoded is an encoded shard object and what was measured on the way.
-type Encoded struct {
-	Bytes      []byte
-	RawSize    int64 // payload bytes before compression
-	StoredSize int64 // payload bytes as stored
+// Object is a shard object ready to be written: its header is built and
+// every tensor's offset and checksum computed, but the payload is not
+// copied — WriteTo streams the tensors' own bytes (an uncompressed object
+// costs no second copy of a layer in memory).
+type Object struct {
+	header     []byte
+	tensors    []Tensor
+	compressed []byte // the zstd payload, when compressed
+	RawSize    int64  // payload bytes before compression
+	StoredSize int64  // payload bytes as stored
 	Tensors    []TensorEntry
 }
 
+// Size is the object's size in bytes.
+func (o *Object) Size() int64 { return int64(len(o.header)) + o.StoredSize }
+
 // Ratio is the raw payload size over the stored payload size (1 when not
 // compressed).
-func (e *Encoded) Ratio() float64 {
-	if e.StoredSize == 0 {
+func (o *Object) Ratio() float64 {
+	if o.StoredSize == 0 {
 		return 1
 	}
-	return float64(e.RawSize) / float64(e.StoredSize)
+	return float64(o.RawSize) / float64(o.StoredSize)
+}
+
+// WriteTo writes the object: header, then the payload.
+func (o *Object) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(o.header)
+	total := int64(n)
+	if err != nil {
+		return total, err
+	}
+	if o.compressed != nil {
+		n, err := w.Write(o.compressed)
+		return total + int64(n), err
+	}
+	var zeros [Alignment]byte
+	var off uint64
+	for i, t := range o.tensors {
+		e := o.Tensors[i]
+		n, err := w.Write(zeros[:e.Offset-off])
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		n, err = w.Write(t.Data)
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		off = e.Offset + e.Length
+	}
+	n, err = w.Write(zeros[:uint64(o.RawSize)-off])
+	return total + int64(n), err
+}
+
+// Bytes returns the whole object in memory.
+func (o *Object) Bytes() []byte {
+	var b bytes.Buffer
+	b.Grow(int(o.Size()))
+	o.WriteTo(&b) // a bytes.Buffer does not fail
+	return b.Bytes()
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -85,13 +132,13 @@ func pad(n uint64) uint64 { return (n + Alignment - 1) / Alignment * Alignment }
 
 // Encode builds a shard object from tensors (their Name, Type, Dims and
 // Data; offsets and checksums are computed). compress selects zstd for the
-// payload.
-func Encode(tensors []Tensor, compress bool) (*Encoded, error) {
+// payload. The object refers to the tensors' data until it is written.
+func Encode(tensors []Tensor, compress bool) (*Object, error) {
 	if len(tensors) > MaxTensors {
 		return nil, fmt.Errorf("shard: %d tensors, at most %d", len(tensors), MaxTensors)
 	}
-	var raw bytes.Buffer
-	entries := make([]TensorEntry, len(tensors))
+	o := &Object{tensors: tensors, Tensors: make([]TensorEntry, len(tensors))}
+	var end uint64
 	for i, t := range tensors {
 		if len(t.Name) == 0 || len(t.Name) > 0xffff {
 			return nil, fmt.Errorf("shard: tensor %d: bad name length %d", i, len(t.Name))
@@ -99,22 +146,25 @@ func Encode(tensors []Tensor, compress bool) (*Encoded, error) {
 		if len(t.Dims) == 0 || len(t.Dims) > maxDims {
 			return nil, fmt.Errorf("shard: tensor %q: %d dimensions (1 to %d)", t.Name, len(t.Dims), maxDims)
 		}
-		off := pad(uint64(raw.Len()))
-		raw.Write(make([]byte, off-uint64(raw.Len())))
-		raw.Write(t.Data)
-		entries[i] = TensorEntry{Name: t.Name, Type: t.Type, Dims: append([]uint64(nil), t.Dims...),
+		off := pad(end)
+		o.Tensors[i] = TensorEntry{Name: t.Name, Type: t.Type, Dims: append([]uint64(nil), t.Dims...),
 			Offset: off, Length: uint64(len(t.Data)), CRC32C: CRC32C(t.Data)}
+		end = off + uint64(len(t.Data))
 	}
-	raw.Write(make([]byte, pad(uint64(raw.Len()))-uint64(raw.Len())))
-	payload := raw.Bytes()
+	o.RawSize = int64(pad(end))
+	o.StoredSize = o.RawSize
 	var flags uint32
 	if compress {
+		var raw bytes.Buffer
+		raw.Grow(int(o.RawSize))
+		o.WriteTo(&raw) // header is empty yet: the payload only
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 		if err != nil {
 			return nil, fmt.Errorf("shard: zstd: %w", err)
 		}
-		payload = enc.EncodeAll(payload, nil)
+		o.compressed = enc.EncodeAll(raw.Bytes(), nil)
 		enc.Close()
+		o.StoredSize = int64(len(o.compressed))
 		flags |= flagZstd
 	}
 	var h bytes.Buffer
@@ -125,8 +175,8 @@ func Encode(tensors []Tensor, compress bool) (*Encoded, error) {
 	put64 := func(v uint64) { le.PutUint64(b8[:], v); h.Write(b8[:]) }
 	put32(Version)
 	put32(flags)
-	put32(uint32(len(entries)))
-	for _, e := range entries {
+	put32(uint32(len(o.Tensors)))
+	for _, e := range o.Tensors {
 		le.PutUint16(b8[:2], uint16(len(e.Name)))
 		h.Write(b8[:2])
 		h.WriteString(e.Name)
@@ -139,11 +189,14 @@ func Encode(tensors []Tensor, compress bool) (*Encoded, error) {
 		put64(e.Length)
 		put32(e.CRC32C)
 	}
-	put64(uint64(raw.Len()))
-	put64(uint64(len(payload)))
+	put64(uint64(o.RawSize))
+	put64(uint64(o.StoredSize))
 	put32(CRC32C(h.Bytes()))
-	out := append(h.Bytes(), payload...)
-	return &Encoded{Bytes: out, RawSize: int64(raw.Len()), StoredSize: int64(len(payload)), Tensors: entries}, nil
+	o.header = h.Bytes()
+	if compress {
+		o.tensors = nil // the compressed payload holds them now
+	}
+	return o, nil
 }
 
 // ErrCorrupt is wrapped by every decoding error.

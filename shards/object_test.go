@@ -32,7 +32,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := shards.Decode(enc.Bytes)
+		out, err := shards.Decode(enc.Bytes())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,15 +59,15 @@ func TestCorruption(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		in := sample()
 		enc, _ := shards.Encode(in, compress)
-		for i := range enc.Bytes {
-			b := bytes.Clone(enc.Bytes)
+		for i := range enc.Bytes() {
+			b := bytes.Clone(enc.Bytes())
 			b[i] ^= 0x5a
 			if _, err := shards.Decode(b); !errors.Is(err, shards.ErrCorrupt) {
 				t.Fatalf("byte %d flipped: error %v, want ErrCorrupt", i, err)
 			}
 		}
-		for _, n := range []int{0, 7, 20, len(enc.Bytes) - 1} {
-			if _, err := shards.Decode(enc.Bytes[:n]); err == nil {
+		for _, n := range []int{0, 7, 20, len(enc.Bytes()) - 1} {
+			if _, err := shards.Decode(enc.Bytes()[:n]); err == nil {
 				t.Fatalf("truncated to %d accepted", n)
 			}
 		}
@@ -77,7 +77,7 @@ func TestCorruption(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	for _, c := range []bool{false, true} {
 		enc, _ := shards.Encode(sample(), c)
-		f.Add(enc.Bytes)
+		f.Add(enc.Bytes())
 	}
 	f.Add([]byte("ADQSHARD"))
 	f.Fuzz(func(t *testing.T, b []byte) {

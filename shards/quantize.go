@@ -41,7 +41,7 @@ type TensorResult struct {
 // Output is an encoded shard and its per-tensor results.
 type Output struct {
 	Shard   Shard
-	Object  *Encoded
+	Object  *Object
 	Tensors []TensorResult
 }
 

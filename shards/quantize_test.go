@@ -72,7 +72,7 @@ func TestQuantizeFixture(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s rot=%v %s: %v", tc.recipe, tc.rot, s.Name, err)
 			}
-			back, err := shards.Decode(out.Object.Bytes)
+			back, err := shards.Decode(out.Object.Bytes())
 			if err != nil || len(back) != len(out.Tensors) {
 				t.Fatalf("%s: decode: %v", s.Name, err)
 			}
