@@ -15,13 +15,9 @@ import (
 )
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "--model <location> --type <recipe> [--rotate hadamard --seed 1 [--heads]] [--compress] --out <location>", stderr)
+	fs := newFlags("export", "--model <location> --type <recipe> [--rotate hadamard --seed 1 [--heads]] [--optimized] [--compress] --out <location>", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
-	typ := fs.String("type", "q4_k", "recipe: f32, f16, bf16, q8_0, q4_0, q2_k, q3_k, q4_k, q5_k, q6_k, tq1_0, tq2_0, bitnet")
-	rot := fs.String("rotate", "none", "rotation of the residual stream: none or hadamard")
-	seed := fs.Uint64("seed", 1, "rotation seed")
-	heads := fs.Bool("heads", false, "also rotate each attention head's value/output pair")
-	compress := fs.Bool("compress", false, "zstd-compress shard payloads (ratio reported per shard)")
+	rf := addRecipeFlags(fs, "type")
 	out := fs.String("out", "", "output location: shard objects, plan.json, model.gguf, manifest.parquet")
 	verbose := fs.Bool("v", false, "print every tensor's type, bits per weight and error")
 	pos, err := parseInterleaved(fs, args)
@@ -32,14 +28,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: --model and --out are required", errUsage)
 	}
-	r, err := shards.NamedRecipe(*typ)
+	r, err := rf.recipe()
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	r.Rotation = shards.Rotation{Kind: *rot, Seed: *seed, Heads: *heads}
-	r.Compress = *compress
-	if err := r.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return err
 	}
 	src, err := store.Open(*modelLoc)
 	if err != nil {

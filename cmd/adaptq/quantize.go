@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ohms-project/adaptq/internal/progress"
-	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/workers"
 	"github.com/ohms-project/adaptq/workflows"
 )
@@ -26,12 +25,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("quantize", "--model <location> --out <location> [--recipe q4_k] [--rotate hadamard --seed 1] [--text <eval text>] [--temporal host:port]", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
 	out := fs.String("out", "", "output location: shard objects, model.gguf, manifest.parquet, eval/")
-	recipe := fs.String("recipe", "q4_k", "recipe: f32, f16, bf16, q8_0, q4_0, q2_k, q3_k, q4_k, q5_k, q6_k, tq1_0, tq2_0, bitnet")
-	rot := fs.String("rotate", "none", "rotation of the residual stream: none or hadamard")
-	seed := fs.Uint64("seed", 1, "rotation seed")
-	heads := fs.Bool("heads", false, "also rotate each attention head's value/output pair")
-	optimized := fs.Bool("optimized", false, "use the error-minimising quantizers (same byte layouts)")
-	compress := fs.Bool("compress", false, "zstd-compress shard payloads")
+	rf := addRecipeFlags(fs, "recipe")
 	text := fs.String("text", "", "evaluation text (a file or object location); without it nothing is evaluated")
 	ctxLen := fs.Int("ctx", 256, "evaluation window length")
 	protocol := fs.String("protocol", "full", "perplexity protocol: full or llama.cpp")
@@ -49,12 +43,12 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Usage()
 		return fmt.Errorf("%w: --model and --out are required", errUsage)
 	}
-	in := workflows.QuantizeInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: *recipe,
-		Rotation: shards.Rotation{Kind: *rot, Seed: *seed, Heads: *heads}, Optimized: *optimized, Compress: *compress,
-		Concurrency: *conc}
-	if _, err := shards.NamedRecipe(*recipe); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if _, err := rf.recipe(); err != nil {
+		return err
 	}
+	recipe := rf.name
+	in := workflows.QuantizeInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: *recipe,
+		Rotation: rf.rotation(), Optimized: *rf.opt, Compress: *rf.compress, Concurrency: *conc}
 	if *text != "" {
 		in.Evaluation = &workflows.EvalSpec{Text: absLocation(*text), Ctx: *ctxLen, Protocol: *protocol}
 	}
