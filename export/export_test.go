@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/ohms-project/adaptq/export"
@@ -131,24 +132,55 @@ func TestRunFixture(t *testing.T) {
 func TestCorruptShardFailsStitch(t *testing.T) {
 	ctx := context.Background()
 	ck := fixture(t)
-	out, _ := store.NewLocal(t.TempDir())
 	r := recipe(t, "q8_0", false)
-	_, recs, err := export.Run(ctx, ck, out, r, export.Events{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, _ := store.ReadAll(ctx, out, recs[2].Key)
-	obj[len(obj)-40] ^= 0xff
-	if _, err := out.Put(ctx, recs[2].Key, bytes.NewReader(obj), int64(len(obj))); err != nil {
-		t.Fatal(err)
-	}
-	out.Delete(ctx, export.GGUFKey)
 	p := shards.MakePlan(ck)
-	if _, err := export.Stitch(ctx, ck, out, p, r, recs); err == nil {
-		t.Fatal("stitched a corrupt shard")
-	}
-	if _, err := out.Stat(ctx, export.GGUFKey); err == nil {
-		t.Fatal("a GGUF appeared although the stitch failed")
+	for _, tc := range []struct {
+		name string
+		harm func(out store.Store, rec export.ShardRecord) error
+		want string
+	}{
+		{"flipped byte", func(out store.Store, rec export.ShardRecord) error {
+			obj, _ := store.ReadAll(ctx, out, rec.Key)
+			obj[len(obj)-40] ^= 0xff
+			_, err := out.Put(ctx, rec.Key, bytes.NewReader(obj), int64(len(obj)))
+			return err
+		}, "checksum mismatch"},
+		{"truncated object", func(out store.Store, rec export.ShardRecord) error {
+			obj, _ := store.ReadAll(ctx, out, rec.Key)
+			_, err := out.Put(ctx, rec.Key, bytes.NewReader(obj[:len(obj)/2]), int64(len(obj)/2))
+			return err
+		}, "corrupt shard object"},
+		{"missing object", func(out store.Store, rec export.ShardRecord) error {
+			return out.Delete(ctx, rec.Key)
+		}, "object not found"},
+		{"results disagree with the object", func(out store.Store, rec export.ShardRecord) error {
+			b, _ := store.ReadAll(ctx, out, rec.ResultKey)
+			b = bytes.Replace(b, []byte(`"bytes": `), []byte(`"bytes": 1`), 1)
+			_, err := out.Put(ctx, rec.ResultKey, bytes.NewReader(b), int64(len(b)))
+			return err
+		}, "blk.1.attn_norm.weight"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _ := store.NewLocal(t.TempDir())
+			_, recs, err := export.Run(ctx, ck, out, r, export.Events{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.harm(out, recs[2]); err != nil {
+				t.Fatal(err)
+			}
+			out.Delete(ctx, export.GGUFKey)
+			_, err = export.Stitch(ctx, ck, out, p, r, recs)
+			if err == nil {
+				t.Fatal("stitched a damaged shard")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+			if _, err := out.Stat(ctx, export.GGUFKey); err == nil {
+				t.Fatal("a GGUF appeared although the stitch failed")
+			}
+		})
 	}
 }
 
