@@ -38,7 +38,8 @@ const devClusterName = "active"
 // DevServerOptions configures StartDevServer. The zero value is usable.
 type DevServerOptions struct {
 	// Port is the frontend gRPC port; 0 takes DefaultDevPort when it is
-	// free, else any free port.
+	// free, else any free port; a negative port always takes any free port
+	// (tests running side by side).
 	Port int
 	// IP is the address every service binds to; "" means 127.0.0.1.
 	IP string
@@ -78,6 +79,13 @@ func StartDevServer(ctx context.Context, opts DevServerOptions) (*DevServer, err
 		opts.Namespace = "default"
 	}
 	port := opts.Port
+	if port < 0 {
+		p, err := freePort(opts.IP)
+		if err != nil {
+			return nil, fmt.Errorf("dev server: find a frontend port: %w", err)
+		}
+		port = p
+	}
 	if port != 0 && !portFree(opts.IP, port) {
 		return nil, fmt.Errorf("dev server: port %d of %s is in use", port, opts.IP)
 	}

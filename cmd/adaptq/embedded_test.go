@@ -15,7 +15,7 @@ import (
 // the test, and returns a client.
 func startEmbedded(t *testing.T, ctx context.Context) client.Client {
 	t.Helper()
-	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{SearchAttributes: searchAttributes(), Logger: zerolog.Nop()})
+	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: -1, SearchAttributes: searchAttributes(), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}

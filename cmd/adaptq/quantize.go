@@ -33,7 +33,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	hostPort := fs.String("temporal", "", "Temporal frontend host:port; empty runs an embedded server and worker in this process")
 	namespace := fs.String("namespace", "default", "Temporal namespace")
 	queue := fs.String("task-queue", workflows.TaskQueue, "task queue (evaluation uses <queue>-eval)")
-	devPort := fs.Int("dev-port", 0, "port of the embedded server's frontend (0: 7233 if free, else any)")
+	devPort := fs.Int("dev-port", 0, "port of the embedded server's frontend (0: 7233 if free, else any; -1: any)")
 	wfID := fs.String("workflow-id", "", "workflow id (default adaptq-<model>-<recipe>-<time>)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {

@@ -25,7 +25,7 @@ func TestQuantizeEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	code, stdout, stderr := runCLI("quantize", "--model", fixtureF32, "--out", out, "--recipe", "q8_0", "--text", text, "--dev-port", "0")
+	code, stdout, stderr := runCLI("quantize", "--model", fixtureF32, "--out", out, "--recipe", "q8_0", "--text", text, "--dev-port", "-1")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
@@ -47,7 +47,7 @@ func TestQuantizeEmbedded(t *testing.T) {
 // register them.
 func TestQuantizeMissingSearchAttributes(t *testing.T) {
 	ctx := context.Background()
-	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Logger: zerolog.Nop()})
+	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: -1, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
