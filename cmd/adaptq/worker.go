@@ -16,7 +16,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cfg workers.Config
 	fs.StringVar(&cfg.HostPort, "temporal", "127.0.0.1:7233", "Temporal frontend host:port")
 	fs.StringVar(&cfg.Namespace, "namespace", "default", "Temporal namespace")
-	fs.StringVar(&cfg.TaskQueue, "task-queue", workers.DefaultTaskQueue, "task queue to poll")
+	fs.StringVar(&cfg.TaskQueue, "task-queue", workers.DefaultTaskQueue, "base task queue: role quantize polls it, role eval polls <queue>-eval, role all both")
 	fs.StringVar(&cfg.Role, "role", workers.RoleAll, "what this worker runs: quantize, eval or all")
 	fs.IntVar(&cfg.MaxConcurrent, "max-concurrent", 0, "activities run at once (0: the SDK's default)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus /metrics here, e.g. :9090 (empty: off)")
