@@ -22,17 +22,12 @@ import (
 // splitObject splits an object location ("dir/file", "s3://b/p/file") into
 // the store of its folder and its key.
 func (a *Activities) splitObject(loc string) (store.Store, string, error) {
-	loc = strings.TrimRight(loc, "/")
-	i := strings.LastIndex(loc, "/")
-	if i < 0 {
-		s, err := a.open(".")
-		return s, loc, err
+	dir, key, err := store.SplitObject(loc)
+	if err != nil {
+		return nil, "", err
 	}
-	if strings.HasSuffix(loc[:i], ":/") {
-		return nil, "", fmt.Errorf("location %q names no object", loc)
-	}
-	s, err := a.open(loc[:i])
-	return s, loc[i+1:], err
+	s, err := a.open(dir)
+	return s, key, err
 }
 
 // EvalPrepInput is the input of PrepareEval.

@@ -39,3 +39,20 @@ func Open(location string) (Store, error) {
 	}
 	return NewLocal(location)
 }
+
+// SplitObject splits the location of one object ("dir/file",
+// "s3://bucket/prefix/file", or a bare "file") into the location of its
+// folder, for Open, and its key there.
+func SplitObject(location string) (dir, key string, err error) {
+	loc := strings.TrimRight(location, "/")
+	i := strings.LastIndex(loc, "/")
+	switch {
+	case loc == "":
+		return "", "", fmt.Errorf("empty object location")
+	case i < 0:
+		return ".", loc, nil
+	case strings.HasSuffix(loc[:i], ":/"): // "s3://bucket": no object
+		return "", "", fmt.Errorf("location %q names a bucket or root, not an object", location)
+	}
+	return loc[:i], loc[i+1:], nil
+}

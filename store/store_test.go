@@ -240,3 +240,20 @@ func crcOf(b []byte) string {
 	c.Write(b)
 	return store.FormatCRC32C(c.Sum32())
 }
+
+func TestSplitObject(t *testing.T) {
+	for _, tc := range []struct{ loc, dir, key string }{
+		{"out/model.gguf", "out", "model.gguf"},
+		{"/abs/dir/m.parquet", "/abs/dir", "m.parquet"},
+		{"s3://bucket/prefix/model.gguf", "s3://bucket/prefix", "model.gguf"},
+		{"s3://bucket/text.txt", "s3://bucket", "text.txt"},
+		{"file.txt", ".", "file.txt"},
+		{"s3://bucket", "", ""},
+		{"", "", ""},
+	} {
+		dir, key, err := store.SplitObject(tc.loc)
+		if (err != nil) != (tc.key == "") || dir != tc.dir || key != tc.key {
+			t.Errorf("SplitObject(%q) = %q, %q, %v; want %q, %q", tc.loc, dir, key, err, tc.dir, tc.key)
+		}
+	}
+}

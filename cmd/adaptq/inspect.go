@@ -175,9 +175,9 @@ func human(n int64) string {
 // inspectManifest prints a run's Parquet manifest: its metadata, a row per
 // tensor and the totals.
 func inspectManifest(ctx context.Context, loc string, asJSON bool, w io.Writer) error {
-	dir, key := ".", loc
-	if i := strings.LastIndex(loc, "/"); i >= 0 {
-		dir, key = loc[:i], loc[i+1:]
+	dir, key, err := store.SplitObject(loc)
+	if err != nil {
+		return err
 	}
 	s, err := store.Open(dir)
 	if err != nil {

@@ -59,18 +59,11 @@ type loadedModel struct {
 // splitGGUF splits "dir/model.gguf" (or s3://bucket/prefix/model.gguf) into
 // the folder's location and the file's key; ok is false for other locations.
 func splitGGUF(location string) (dir, key string, ok bool) {
-	loc := strings.TrimRight(location, "/")
-	if !strings.HasSuffix(strings.ToLower(loc), ".gguf") {
+	if !strings.HasSuffix(strings.ToLower(strings.TrimRight(location, "/")), ".gguf") {
 		return "", "", false
 	}
-	i := strings.LastIndex(loc, "/")
-	if i < 0 {
-		return ".", loc, true
-	}
-	if strings.HasSuffix(loc[:i], ":/") { // s3://bucket.gguf has no folder
-		return "", "", false
-	}
-	return loc[:i], loc[i+1:], true
+	dir, key, err := store.SplitObject(location)
+	return dir, key, err == nil
 }
 
 // loadModel opens and loads the model at a location given by a flag.
