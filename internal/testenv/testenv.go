@@ -262,3 +262,14 @@ func (l *LazyMinIO) Stop() {
 		l.srv.Stop()
 	}
 }
+
+// FreeAddr returns a loopback address (127.0.0.1:port) that was free a
+// moment ago.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	p, err := freePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(p)
+}
