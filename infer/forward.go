@@ -117,7 +117,15 @@ func (m *Model) Forward(ctx context.Context, tokens []int32) ([]float32, error) 
 // computed (vocab values). Every value is computed exactly as a cacheless
 // Forward over the whole sequence computes it, so the logits are
 // bit-identical to the corresponding rows of Forward.
-func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, lastOnly bool) (_ []float32, err error) {
+func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, lastOnly bool) ([]float32, error) {
+	return m.run(ctx, tokens, cache, lastOnly, nil)
+}
+
+// run is forward with an optional calibration tap, which observes the
+// input of every linear layer; with a tap no logits are computed (the
+// result is nil), and the head's input is observed at every position when
+// the tap asks for it.
+func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnly bool, tap *calibTap) (_ []float32, err error) {
 	cfg := m.cfg
 	T := len(tokens)
 	if T == 0 {
@@ -187,6 +195,7 @@ func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, las
 		}
 		// Attention.
 		norm(xn, x, L.AttnNorm)
+		tap.observe(Site{l, SiteAttn}, xn, T, H)
 		a, err := m.actInput(xn, scratch, T, H)
 		if err != nil {
 			return nil, wrap(err, "attention input")
@@ -224,6 +233,7 @@ func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, las
 			kAll, vAll = cache.add(l, k, v)
 		}
 		m.attention(att, q, kAll, vAll, T, pos0)
+		tap.observe(Site{l, SiteO}, att, T, QD)
 		a, err = m.actInput(att, scratch, T, QD)
 		if err != nil {
 			return nil, wrap(err, "o input")
@@ -236,6 +246,7 @@ func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, las
 		}
 		// MLP.
 		norm(xn, x, L.MLPNorm)
+		tap.observe(Site{l, SiteMLP}, xn, T, H)
 		if a, err = m.actInput(xn, scratch, T, H); err != nil {
 			return nil, wrap(err, "mlp input")
 		}
@@ -248,6 +259,7 @@ func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, las
 		for i := range g {
 			g[i] = silu(g[i]) * u[i]
 		}
+		tap.observe(Site{l, SiteDown}, g, T, I)
 		if a, err = m.actInput(g, scratch, T, I); err != nil {
 			return nil, wrap(err, "down input")
 		}
@@ -260,6 +272,15 @@ func (m *Model) forward(ctx context.Context, tokens []int32, cache *kvCache, las
 	}
 	if cache != nil {
 		cache.n += T
+	}
+	if tap != nil {
+		if tap.head {
+			parallelFor(T, nw, func(t int) {
+				rmsNorm(xn[t*H:(t+1)*H], x[t*H:(t+1)*H], m.w.FinalNorm, eps)
+			})
+			tap.observe(Site{-1, SiteHead}, xn, T, H)
+		}
+		return nil, nil
 	}
 	out := T // rows of logits: the last out positions
 	if lastOnly {
