@@ -8,6 +8,16 @@
 //
 //	F32 (0)  F16 (1)  Q4_0 (2)  Q8_0 (8)  Q2_K (10)  Q3_K (11)  Q4_K (12)
 //	Q5_K (13)  Q6_K (14)  BF16 (30)  TQ1_0 (34)  TQ2_0 (35)
+//	IQ2_XXS (16)  IQ2_XS (17)  IQ3_XXS (18)  IQ1_S (19)  IQ3_S (21)
+//	IQ2_S (22)  IQ1_M (29)
+//
+// # I-quants
+//
+// The i-quants (iq.go) code groups of 8 or 4 values as points of fixed
+// codebook grids (iqgrids.go, read back from llama.cpp's library by
+// TestIQGridsFromOracle). Dequantize decodes them bit for bit like ggml;
+// their reference quantizers are not there yet (QuantizeRef and Quantize
+// refuse them).
 //
 // # Reference quantizers
 //

@@ -22,6 +22,16 @@ const (
 	BF16  Type = 30 // bfloat16
 	TQ1_0 Type = 34 // 256-element ternary blocks, 1.6875 bits per weight
 	TQ2_0 Type = 35 // 256-element ternary blocks, 2.0625 bits per weight
+
+	// The i-quants (iq*.go): 256-element super-blocks whose groups of 4 or
+	// 8 values are indices into fixed codebook grids.
+	IQ2_XXS Type = 16 // 2.0625 bpw: 8-value points of a 256-point grid, parity-completed signs
+	IQ2_XS  Type = 17 // 2.3125 bpw: 8-value points of a 512-point grid, 4-bit scales per 16
+	IQ3_XXS Type = 18 // 3.0625 bpw: 4-value points of a 256-point grid, parity-completed signs
+	IQ1_S   Type = 19 // 1.5625 bpw: 8 ternary values per point of a 2048-point grid, shift ±1/8
+	IQ3_S   Type = 21 // 3.4375 bpw: 4-value points of a 512-point grid, explicit signs
+	IQ2_S   Type = 22 // 2.5625 bpw: 8-value points of a 1024-point grid, explicit signs
+	IQ1_M   Type = 29 // 1.75 bpw: IQ1_S's grid, a shift per 8 values, 3-bit scales per 16
 )
 
 // qkK is the super-block size of the K-quants and ternary types (QK_K).
@@ -52,6 +62,14 @@ var codecs = [...]codec{
 	BF16:  {"BF16", 1, 2, quantizeRowBF16, dequantizeRowBF16},
 	TQ1_0: {"TQ1_0", qkK, 54, quantizeRowTQ10Ref, dequantizeRowTQ10},
 	TQ2_0: {"TQ2_0", qkK, 66, quantizeRowTQ20Ref, dequantizeRowTQ20},
+
+	IQ2_XXS: {"IQ2_XXS", qkK, blockIQ2XXS, nil, dequantizeRowIQ2XXS},
+	IQ2_XS:  {"IQ2_XS", qkK, blockIQ2XS, nil, dequantizeRowIQ2XS},
+	IQ3_XXS: {"IQ3_XXS", qkK, blockIQ3XXS, nil, dequantizeRowIQ3XXS},
+	IQ1_S:   {"IQ1_S", qkK, blockIQ1S, nil, dequantizeRowIQ1S},
+	IQ3_S:   {"IQ3_S", qkK, blockIQ3S, nil, dequantizeRowIQ3S},
+	IQ2_S:   {"IQ2_S", qkK, blockIQ2S, nil, dequantizeRowIQ2S},
+	IQ1_M:   {"IQ1_M", qkK, blockIQ1M, nil, dequantizeRowIQ1M},
 }
 
 // Types lists every supported type in ascending id order.
@@ -232,6 +250,9 @@ func shape(t Type, rowLen, nElems, nBytes int) (int, error) {
 func QuantizeRef(t Type, dst []byte, src []float32, rowLen int) error {
 	if _, err := shape(t, rowLen, len(src), len(dst)); err != nil {
 		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, err)
+	}
+	if t.codec().quantize == nil {
+		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, errNoRefQuantizer)
 	}
 	t.codec().quantize(dst, src)
 	return nil
