@@ -56,6 +56,20 @@ func iqNeg(v float32, s uint8, j int) float32 {
 	return v
 }
 
+// iq8Point decodes one 8-value grid point g (magnitudes as bytes) with the
+// signs s under the scale dl.
+func iq8Point(o []float32, dl float32, g uint64, s uint8) {
+	for j := range o[:8] {
+		o[j] = iqNeg(dl*float32(uint8(g>>(8*j))), s, j)
+	}
+}
+
+// iq2Scales are the scales of the two halves of a 32-value group of IQ2_XS
+// and IQ2_S: d·(0.5 + s)/4 for the low and the high nibble of sc.
+func iq2Scales(d float32, sc uint8) [2]float32 {
+	return [2]float32{d * (0.5 + float32(sc&0xf)) * 0.25, d * (0.5 + float32(sc>>4)) * 0.25}
+}
+
 func dequantizeRowIQ2XXS(dst []float32, src []byte) {
 	for i := 0; i < len(src)/blockIQ2XXS; i++ {
 		b := src[i*blockIQ2XXS : (i+1)*blockIQ2XXS]
@@ -68,10 +82,7 @@ func dequantizeRowIQ2XXS(dst []float32, src []byte) {
 			for l := 0; l < 4; l++ {
 				g := iq2xxsGrid[q[l]]
 				s := iqSigns(uint8(aux >> (7 * l)))
-				o := y[32*ib+8*l : 32*ib+8*l+8]
-				for j := range o {
-					o[j] = iqNeg(db*float32(uint8(g>>(8*j))), s, j)
-				}
+				iq8Point(y[32*ib+8*l:32*ib+8*l+8], db, g, s)
 			}
 		}
 	}
@@ -84,19 +95,13 @@ func dequantizeRowIQ2XS(dst []float32, src []byte) {
 		sc := b[2+64 : 2+64+8]
 		y := dst[i*qkK : (i+1)*qkK]
 		for ib := 0; ib < 8; ib++ {
-			db := [2]float32{
-				d * (0.5 + float32(sc[ib]&0xf)) * 0.25,
-				d * (0.5 + float32(sc[ib]>>4)) * 0.25,
-			}
+			db := iq2Scales(d, sc[ib])
 			for l := 0; l < 4; l++ {
 				v := binary.LittleEndian.Uint16(b[2+2*(4*ib+l):])
 				g := iq2xsGrid[v&511]
 				s := iqSigns(uint8(v >> 9))
 				dl := db[l/2]
-				o := y[32*ib+8*l : 32*ib+8*l+8]
-				for j := range o {
-					o[j] = iqNeg(dl*float32(uint8(g>>(8*j))), s, j)
-				}
+				iq8Point(y[32*ib+8*l:32*ib+8*l+8], dl, g, s)
 			}
 		}
 	}
@@ -109,18 +114,12 @@ func dequantizeRowIQ2S(dst []float32, src []byte) {
 		qs, signs, qh, sc := b[2:34], b[34:66], b[66:74], b[74:82]
 		y := dst[i*qkK : (i+1)*qkK]
 		for ib := 0; ib < 8; ib++ {
-			db := [2]float32{
-				d * (0.5 + float32(sc[ib]&0xf)) * 0.25,
-				d * (0.5 + float32(sc[ib]>>4)) * 0.25,
-			}
+			db := iq2Scales(d, sc[ib])
 			for l := 0; l < 4; l++ {
 				g := iq2sGrid[int(qs[4*ib+l])|int(qh[ib])<<(8-2*l)&0x300]
 				s := signs[4*ib+l]
 				dl := db[l/2]
-				o := y[32*ib+8*l : 32*ib+8*l+8]
-				for j := range o {
-					o[j] = iqNeg(dl*float32(uint8(g>>(8*j))), s, j)
-				}
+				iq8Point(y[32*ib+8*l:32*ib+8*l+8], dl, g, s)
 			}
 		}
 	}
