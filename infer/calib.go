@@ -2,7 +2,9 @@ package infer
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"math/bits"
 	"slices"
@@ -324,4 +326,117 @@ func (c *CalibSums) IMatrix(datasets []string, chunkSize int) (*gguf.IMatrix, er
 		}
 	}
 	return im, nil
+}
+
+// The binary form of CalibSums (MarshalBinary): the magic "ADQC", a uint32
+// version (1), a uint32 window count and the windows (uint32 each), a
+// uint32 site count, then per site an int32 layer, a uint32 kind, a uint64
+// token count, a uint32 column count and per column Σx² then Σx, each as
+// int64 Hi and uint64 Lo; a CRC-32C (Castagnoli) of everything before it
+// ends the object. All little-endian.
+const (
+	calibMagic   = "ADQC"
+	calibVersion = 1
+	// maxCalibColumns bounds the columns of one site when reading (a
+	// 405B model's largest intermediate size is 53,248).
+	maxCalibColumns = 1 << 20
+)
+
+// MarshalBinary encodes the sums (see the format above).
+func (c *CalibSums) MarshalBinary() ([]byte, error) {
+	n := 16 + 4*len(c.Windows) + 4
+	for i := range c.Sites {
+		if len(c.Sites[i].Sum) != len(c.Sites[i].Sum2) {
+			return nil, fmt.Errorf("infer: calibration site %d has %d Σx² and %d Σx columns", i, len(c.Sites[i].Sum2), len(c.Sites[i].Sum))
+		}
+		n += 20 + 32*len(c.Sites[i].Sum2)
+	}
+	b := make([]byte, 0, n+4)
+	b = append(b, calibMagic...)
+	b = binary.LittleEndian.AppendUint32(b, calibVersion)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Windows)))
+	for _, w := range c.Windows {
+		b = binary.LittleEndian.AppendUint32(b, uint32(w))
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(c.Sites)))
+	for i := range c.Sites {
+		s := &c.Sites[i]
+		b = binary.LittleEndian.AppendUint32(b, uint32(int32(s.Site.Layer)))
+		b = binary.LittleEndian.AppendUint32(b, uint32(s.Site.Kind))
+		b = binary.LittleEndian.AppendUint64(b, uint64(s.Tokens))
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(s.Sum2)))
+		for j := range s.Sum2 {
+			for _, f := range [2]Fixed{s.Sum2[j], s.Sum[j]} {
+				b = binary.LittleEndian.AppendUint64(b, uint64(f.Hi))
+				b = binary.LittleEndian.AppendUint64(b, f.Lo)
+			}
+		}
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// UnmarshalCalib decodes sums written by MarshalBinary, checking the
+// checksum and every count against the bytes present.
+func UnmarshalCalib(b []byte) (*CalibSums, error) {
+	if len(b) < 20 || string(b[:4]) != calibMagic {
+		return nil, fmt.Errorf("infer: not calibration sums (%d bytes, magic %q)", len(b), b[:min(4, len(b))])
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if got := crc32.Checksum(body, castagnoli); got != sum {
+		return nil, fmt.Errorf("infer: calibration sums: CRC-32C %08x, the object says %08x", got, sum)
+	}
+	p := body[4:]
+	u32 := func() (uint32, error) {
+		if len(p) < 4 {
+			return 0, fmt.Errorf("infer: calibration sums: truncated")
+		}
+		v := binary.LittleEndian.Uint32(p)
+		p = p[4:]
+		return v, nil
+	}
+	if v, err := u32(); err != nil || v != calibVersion {
+		return nil, fmt.Errorf("infer: calibration sums: version %d, want %d (%v)", v, calibVersion, err)
+	}
+	nw, err := u32()
+	if err != nil || int64(nw)*4 > int64(len(p)) {
+		return nil, fmt.Errorf("infer: calibration sums: %d windows do not fit in %d bytes", nw, len(p))
+	}
+	c := &CalibSums{Windows: make([]int, nw)}
+	for i := range c.Windows {
+		v, _ := u32()
+		c.Windows[i] = int(v)
+	}
+	ns, err := u32()
+	if err != nil || int64(ns)*20 > int64(len(p)) {
+		return nil, fmt.Errorf("infer: calibration sums: %d sites do not fit in %d bytes", ns, len(p))
+	}
+	c.Sites = make([]SiteSums, ns)
+	for i := range c.Sites {
+		if len(p) < 20 {
+			return nil, fmt.Errorf("infer: calibration sums: site %d truncated", i)
+		}
+		s := &c.Sites[i]
+		s.Site = Site{Layer: int(int32(binary.LittleEndian.Uint32(p))), Kind: SiteKind(binary.LittleEndian.Uint32(p[4:]))}
+		s.Tokens = int64(binary.LittleEndian.Uint64(p[8:]))
+		cols := binary.LittleEndian.Uint32(p[16:])
+		p = p[20:]
+		if s.Site.Kind < SiteAttn || s.Site.Kind > SiteHead || s.Tokens < 0 {
+			return nil, fmt.Errorf("infer: calibration sums: site %d: kind %d, %d tokens", i, s.Site.Kind, s.Tokens)
+		}
+		if cols > maxCalibColumns || int64(cols)*32 > int64(len(p)) {
+			return nil, fmt.Errorf("infer: calibration sums: site %d: %d columns do not fit in %d bytes", i, cols, len(p))
+		}
+		s.Sum2, s.Sum = make([]Fixed, cols), make([]Fixed, cols)
+		for j := range s.Sum2 {
+			s.Sum2[j] = Fixed{Hi: int64(binary.LittleEndian.Uint64(p)), Lo: binary.LittleEndian.Uint64(p[8:])}
+			s.Sum[j] = Fixed{Hi: int64(binary.LittleEndian.Uint64(p[16:])), Lo: binary.LittleEndian.Uint64(p[24:])}
+			p = p[32:]
+		}
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("infer: calibration sums: %d bytes after the last site", len(p))
+	}
+	return c, nil
 }

@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/ohms-project/adaptq/rotate"
@@ -244,4 +245,58 @@ func TestCalibIMatrix(t *testing.T) {
 	if q == nil || k == nil || down == nil || !reflect.DeepEqual(q.Sum2, k.Sum2) || q.Counts[0] != 256 || down.Cols != cfg.IntermediateSize {
 		t.Fatalf("entries: q %+v k %+v down %+v", q, k, down)
 	}
+}
+
+func TestCalibBinaryRoundTrip(t *testing.T) {
+	m := loadFixture(t, fixtureF32)
+	sums, err := m.Calibrate(context.Background(), fixtureWindows(t, ProtocolLlamaCpp, 64)[:2], CalibOptions{Head: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sums.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnmarshalCalib(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, sums) {
+		t.Fatal("binary round trip differs")
+	}
+	for _, cut := range []int{0, 3, 19, len(b) / 2, len(b) - 1} {
+		if _, err := UnmarshalCalib(b[:cut]); err == nil {
+			t.Errorf("truncated to %d bytes: no error", cut)
+		}
+	}
+	flip := append([]byte(nil), b...)
+	flip[len(flip)/3] ^= 1
+	if _, err := UnmarshalCalib(flip); err == nil || !strings.Contains(err.Error(), "CRC-32C") {
+		t.Errorf("flipped byte: %v", err)
+	}
+}
+
+func FuzzUnmarshalCalib(f *testing.F) {
+	s := &CalibSums{Windows: []int{0, 3}, Sites: []SiteSums{
+		{Site: Site{0, SiteAttn}, Tokens: 10, Sum2: []Fixed{{0, 5}, {1, 0}}, Sum: []Fixed{{-1, 3}, {0, 0}}},
+		{Site: Site{-1, SiteHead}, Tokens: 10, Sum2: []Fixed{{0, 7}}, Sum: []Fixed{{0, 1}}},
+	}}
+	b, err := s.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := UnmarshalCalib(data)
+		if err != nil {
+			return
+		}
+		again, err := c.MarshalBinary()
+		if err != nil {
+			t.Fatalf("decoded sums do not encode: %v", err)
+		}
+		if string(again) != string(data) {
+			t.Fatalf("decode/encode is not the identity")
+		}
+	})
 }
