@@ -15,6 +15,8 @@ import (
 
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/rotate"
+	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 	"github.com/ohms-project/adaptq/tokenizer"
 )
@@ -84,7 +86,7 @@ func (a *Activities) PrepareEval(ctx context.Context, in EvalPrepInput) (EvalPre
 	ids := tok.Encode(string(text), false)
 	wins, err := infer.Windows(toInt32(ids), infer.Protocol(in.Protocol), in.Ctx, int32(bos))
 	if err != nil {
-		return bad(err)
+		return bad(fmt.Errorf("%s: %w", in.Text, err))
 	}
 	out, err := a.open(in.Output)
 	if err != nil {
@@ -140,17 +142,9 @@ func (a *Activities) EvalWindows(ctx context.Context, in EvalChunkInput) (EvalCh
 	if err != nil {
 		return bad(err)
 	}
-	raw, err := store.ReadAll(ctx, out, in.IDsKey)
+	wins, err := a.readWindows(ctx, out, in.IDsKey, infer.Protocol(in.Protocol), in.Ctx, in.BOS)
 	if err != nil {
 		return EvalChunk{}, err
-	}
-	ids, err := infer.ReadIDs(strings.NewReader(string(raw)))
-	if err != nil {
-		return bad(err)
-	}
-	wins, err := infer.Windows(ids, infer.Protocol(in.Protocol), in.Ctx, in.BOS)
-	if err != nil {
-		return bad(err)
 	}
 	if in.First < 0 || in.Count <= 0 || in.First+in.Count > len(wins) {
 		return bad(fmt.Errorf("windows [%d, %d) outside the %d windows of the text", in.First, in.First+in.Count, len(wins)))
@@ -241,19 +235,44 @@ type modelCache struct {
 }
 
 func (c *modelCache) get(ctx context.Context, a *Activities, loc string, gguf bool) (*infer.Model, error) {
-	var s store.Store
-	var key, etag string
-	var err error
-	if gguf {
-		if s, key, err = a.splitObject(loc); err != nil {
-			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
-		}
-	} else {
-		if s, err = a.open(loc); err != nil {
-			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
-		}
-		key = model.ConfigFile
+	if !gguf {
+		return c.getCheckpoint(ctx, a, loc, shards.Rotation{})
 	}
+	s, key, err := a.splitObject(loc)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	return c.load(ctx, s, key, loc, func() (*infer.Model, error) {
+		return infer.LoadGGUF(ctx, s, key, infer.Options{})
+	})
+}
+
+// getCheckpoint returns the model of a checkpoint, rotated as the recipe
+// rotates it when rot is enabled (what calibration runs on).
+func (c *modelCache) getCheckpoint(ctx context.Context, a *Activities, loc string, rot shards.Rotation) (*infer.Model, error) {
+	s, err := a.open(loc)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	}
+	return c.load(ctx, s, model.ConfigFile, loc+"\x00"+rotationID(rot), func() (*infer.Model, error) {
+		ck, err := model.Open(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		if !rot.Enabled() {
+			return infer.LoadModel(ctx, ck)
+		}
+		w, err := infer.RotatedWeights(ctx, ck, rot.Seed, rotate.Options{HeadRotation: rot.Heads})
+		if err != nil {
+			return nil, err
+		}
+		return infer.NewModel(ck.Config, w, infer.Options{})
+	})
+}
+
+// load returns the cached model named id whose object key in s has not
+// changed (same ETag), or loads it.
+func (c *modelCache) load(ctx context.Context, s store.Store, key, id string, loader func() (*infer.Model, error)) (*infer.Model, error) {
 	info, err := s.Stat(ctx, key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -261,23 +280,14 @@ func (c *modelCache) get(ctx context.Context, a *Activities, loc string, gguf bo
 		}
 		return nil, err
 	}
-	etag = info.ETag
-	id := loc + "\x00" + etag
+	id += "\x00" + info.ETag
 	c.mu.Lock()
 	if m, ok := c.m[id]; ok {
 		c.mu.Unlock()
 		return m, nil
 	}
 	c.mu.Unlock()
-	var m *infer.Model
-	if gguf {
-		m, err = infer.LoadGGUF(ctx, s, key, infer.Options{})
-	} else {
-		var ck *model.Checkpoint
-		if ck, err = model.Open(ctx, s); err == nil {
-			m, err = infer.LoadModel(ctx, ck)
-		}
-	}
+	m, err := loader()
 	if err != nil {
 		return nil, badInput(err)
 	}

@@ -57,6 +57,10 @@ type IMatrix struct {
 	Entries map[string]*IMatrixEntry
 	// Legacy is true when the matrix was read from the legacy .dat form.
 	Legacy bool
+	// Extra holds further metadata (adaptq writes adaptq.* keys saying how
+	// the matrix was collected); the GGUF form keeps it, the legacy form
+	// has no room for it.
+	Extra Metadata
 }
 
 // IMatrixEntry holds one weight's statistics for Mats matrices (1 for a
@@ -166,6 +170,12 @@ func WriteIMatrix(w io.Writer, m *IMatrix) error {
 	md.Set(KeyIMatrixDatasets, ds)
 	md.Set(KeyIMatrixChunkCount, uint32(m.ChunkCount))
 	md.Set(KeyIMatrixChunkSize, uint32(m.ChunkSize))
+	for _, kv := range m.Extra {
+		if _, dup := md.Get(kv.Key); dup || kv.Key == KeyAlignment {
+			return fmt.Errorf("gguf: imatrix: extra metadata key %q is reserved", kv.Key)
+		}
+		md.Set(kv.Key, kv.Value)
+	}
 	p := &Plan{Metadata: md}
 	type part struct {
 		name string
@@ -256,6 +266,13 @@ func readIMatrixGGUF(r io.ReaderAt, size int64) (*IMatrix, error) {
 			return nil, fmt.Errorf("imatrix: metadata key %q: want a uint32 (%v)", key, err)
 		}
 		*dst = int(n)
+	}
+	for _, kv := range f.Metadata {
+		switch kv.Key {
+		case "general.type", KeyIMatrixDatasets, KeyIMatrixChunkCount, KeyIMatrixChunkSize, KeyAlignment:
+		default:
+			m.Extra = append(m.Extra, kv)
+		}
 	}
 	// Group the tensors by weight name.
 	type trio struct{ sum2, sum, counts *TensorInfo }

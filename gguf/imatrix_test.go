@@ -12,7 +12,8 @@ import (
 
 func testIMatrix(withSum bool) *IMatrix {
 	rng := rand.New(rand.NewPCG(1, 2))
-	m := &IMatrix{Datasets: []string{"go-calib.txt"}, ChunkCount: 7, ChunkSize: 256, Entries: map[string]*IMatrixEntry{}}
+	m := &IMatrix{Datasets: []string{"go-calib.txt"}, ChunkCount: 7, ChunkSize: 256, Entries: map[string]*IMatrixEntry{},
+		Extra: Metadata{{"adaptq.rotation", "hadamard seed=1"}}}
 	for _, spec := range []struct {
 		name       string
 		cols, mats int
@@ -77,6 +78,7 @@ func TestIMatrixImportance(t *testing.T) {
 func TestIMatrixLegacyRoundTrip(t *testing.T) {
 	m := testIMatrix(false)
 	delete(m.Entries, "blk.1.ffn_gate_exps.weight") // one matrix per entry only
+	m.Extra = nil
 	var buf bytes.Buffer
 	if err := WriteIMatrixLegacy(&buf, m); err != nil {
 		t.Fatal(err)

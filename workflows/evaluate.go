@@ -58,37 +58,21 @@ func EvaluateModel(ctx workflow.Context, in EvalInput) (*infer.Result, error) {
 	}
 	n := (prep.Windows + spec.Chunk - 1) / spec.Chunk
 	keys := make([]string, n)
-	sel := workflow.NewSelector(ctx)
-	var firstErr error
-	inflight, next := 0, 0
-	for next < n || inflight > 0 {
-		for firstErr == nil && inflight < spec.Parallel && next < n {
-			i := next
-			first := i * spec.Chunk
-			f := workflow.ExecuteActivity(actx, a.EvalWindows, activities.EvalChunkInput{Model: in.Model, Reference: in.Reference,
-				Output: in.Output, IDsKey: prep.IDsKey, Ctx: spec.Ctx, Protocol: spec.Protocol, BOS: prep.BOS,
-				First: first, Count: min(spec.Chunk, prep.Windows-first)})
-			inflight++
-			next++
-			sel.AddFuture(f, func(f workflow.Future) {
-				inflight--
-				var c activities.EvalChunk
-				if err := f.Get(ctx, &c); err != nil {
-					if firstErr == nil {
-						firstErr = err
-					}
-					return
-				}
-				keys[i] = c.SumsKey
-			})
+	err := fanOut(ctx, n, spec.Parallel, func(i int) workflow.Future {
+		first := i * spec.Chunk
+		return workflow.ExecuteActivity(actx, a.EvalWindows, activities.EvalChunkInput{Model: in.Model, Reference: in.Reference,
+			Output: in.Output, IDsKey: prep.IDsKey, Ctx: spec.Ctx, Protocol: spec.Protocol, BOS: prep.BOS,
+			First: first, Count: min(spec.Chunk, prep.Windows-first)})
+	}, func(i int, f workflow.Future) error {
+		var c activities.EvalChunk
+		if err := f.Get(ctx, &c); err != nil {
+			return err
 		}
-		if inflight == 0 {
-			break
-		}
-		sel.Select(ctx)
-	}
-	if firstErr != nil {
-		return nil, firstErr
+		keys[i] = c.SumsKey
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var res infer.Result
 	if err := workflow.ExecuteActivity(actx, a.AggregateEval, activities.AggregateInput{Output: in.Output, SumsKey: keys}).Get(ctx, &res); err != nil {

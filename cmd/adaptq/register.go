@@ -24,6 +24,7 @@ func registrar() workers.Registrar {
 		if role == workers.RoleQuantize || role == workers.RoleAll {
 			r.RegisterWorkflow(workflows.QuantizeModel)
 			r.RegisterWorkflow(workflows.EvaluateModel)
+			r.RegisterWorkflow(workflows.CalibrateModel)
 			r.RegisterActivity(a.PlanModel)
 			r.RegisterActivity(a.QuantizeShard)
 			r.RegisterActivity(a.StitchModel)
@@ -33,6 +34,8 @@ func registrar() workers.Registrar {
 			r.RegisterActivity(a.PrepareEval)
 			r.RegisterActivity(a.EvalWindows)
 			r.RegisterActivity(a.AggregateEval)
+			r.RegisterActivity(a.CalibrateWindows)
+			r.RegisterActivity(a.AggregateCalib)
 		}
 		return nil
 	}

@@ -1,0 +1,103 @@
+package workflows
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/ohms-project/adaptq/activities"
+	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/infer"
+	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/tokenizer"
+)
+
+// TestDistributedIMatrixEqualsSingleProcess: CalibrateModel's imatrix.gguf
+// is byte-identical to one in-process collection over the same windows,
+// for chunkings of 1, 7 and 20 windows.
+func TestDistributedIMatrixEqualsSingleProcess(t *testing.T) {
+	ctx := context.Background()
+	src, _ := store.NewLocal(fixture)
+	ck, err := model.Open(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(filepath.Join(fixture, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := filepath.Abs("../testdata/text/tinystories-valid-sample.txt")
+	raw, _ := store.ReadAll(ctx, mustLocal(t, filepath.Dir(full)), filepath.Base(full))
+	ids := tok.Encode(string(raw), false)
+	// Cut the text to 23 windows of 128 (llama.cpp protocol: BOS + ids).
+	const ctxLen, nwin = 128, 23
+	cut := filepath.Join(t.TempDir(), "calib.txt")
+	writeIDsText(t, tok, ids[:nwin*ctxLen-1+10], cut)
+	id32 := make([]int32, nwin*ctxLen-1+10)
+	for i := range id32 {
+		id32[i] = int32(ids[i])
+	}
+	wins, err := infer.Windows(id32, infer.ProtocolLlamaCpp, ctxLen, 1)
+	if err != nil || len(wins) != nwin {
+		t.Fatalf("%d windows, %v", len(wins), err)
+	}
+	m, err := infer.LoadModel(ctx, ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums, err := m.Calibrate(ctx, wins, infer.CalibOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := sums.IMatrix([]string{cut}, ctxLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.Extra = gguf.Metadata{{Key: activities.KeyIMatrixRotation, Value: "none"}}
+	var want bytes.Buffer
+	if err := gguf.WriteIMatrix(&want, im); err != nil {
+		t.Fatal(err)
+	}
+	for _, chunk := range []int{1, 7, 20} {
+		env, _ := newEnv(t)
+		env.RegisterWorkflow(CalibrateModel)
+		outDir := t.TempDir()
+		env.ExecuteWorkflow(CalibrateModel, CalibrateInput{Model: fixture, Output: outDir,
+			Spec: CalibSpec{Text: cut, Ctx: ctxLen, Chunk: chunk, Parallel: 3}})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		var res activities.CalibResult
+		if err := env.GetWorkflowResult(&res); err != nil {
+			t.Fatal(err)
+		}
+		got, err := store.ReadAll(ctx, mustLocal(t, outDir), res.IMatrixKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("chunk %d: distributed imatrix differs from the single-process one", chunk)
+		}
+		if res.Windows != nwin || res.Tokens != nwin*ctxLen || res.Entries != 7*ck.Config.NumLayers {
+			t.Fatalf("chunk %d: result %+v", chunk, res)
+		}
+	}
+}
+
+// TestCalibrateShortText: a calibration text shorter than one window fails
+// as bad input, naming the text, before any window is run.
+func TestCalibrateShortText(t *testing.T) {
+	env, _ := newEnv(t)
+	env.RegisterWorkflow(CalibrateModel)
+	short := filepath.Join(t.TempDir(), "short.txt")
+	if _, err := mustLocal(t, filepath.Dir(short)).Put(context.Background(), "short.txt", stringsReader("Once upon a time."), 17); err != nil {
+		t.Fatal(err)
+	}
+	env.ExecuteWorkflow(CalibrateModel, CalibrateInput{Model: fixture, Output: t.TempDir(), Spec: CalibSpec{Text: short, Ctx: 128}})
+	err := env.GetWorkflowError()
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("short.txt: infer: 5 ids make no complete window")) {
+		t.Fatalf("error %v", err)
+	}
+}
