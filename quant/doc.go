@@ -6,8 +6,9 @@
 // The Type values are ggml's own type ids (enum ggml_type in ggml.h), so a
 // Type can be written to a GGUF file as is:
 //
-//	F32 (0)  F16 (1)  Q4_0 (2)  Q8_0 (8)  Q2_K (10)  Q3_K (11)  Q4_K (12)
-//	Q5_K (13)  Q6_K (14)  BF16 (30)  TQ1_0 (34)  TQ2_0 (35)
+//	F32 (0)  F16 (1)  Q4_0 (2)  Q4_1 (3)  Q5_0 (6)  Q5_1 (7)  Q8_0 (8)
+//	Q2_K (10)  Q3_K (11)  Q4_K (12)  Q5_K (13)  Q6_K (14)  IQ4_NL (20)
+//	BF16 (30)  TQ1_0 (34)  TQ2_0 (35)
 //	IQ2_XXS (16)  IQ2_XS (17)  IQ3_XXS (18)  IQ1_S (19)  IQ3_S (21)
 //	IQ2_S (22)  IQ1_M (29)
 //
@@ -24,7 +25,10 @@
 // QuantizeRef reproduces llama.cpp's reference quantizers byte for byte: its
 // output is identical to ggml_quantize_chunk with no importance matrix
 // (imatrix == NULL), and Dequantize is identical, bit for bit, to the type's
-// to_float trait. The package's oracle test checks both against the
+// to_float trait. For most types ggml_quantize_chunk then runs the type's
+// quantize_row_*_ref; for IQ4_NL it runs quantize_iq4_nl, whose scale search
+// (ntry = 7) quantize_row_iq4_nl_ref skips, and QuantizeRef follows
+// ggml_quantize_chunk. The package's oracle test checks both against the
 // libggml-base.so that node-llama-cpp ships (see NOTES.md). Byte-exactness
 // rests on doing every float operation in float32, in the order C does it,
 // with each product rounded before it is added (no fused multiply-add), on

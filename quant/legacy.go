@@ -60,13 +60,7 @@ func quantizeRowQ40Ref(dst []byte, src []float32) {
 	for i := 0; i < nb; i++ {
 		x := src[i*qk40 : (i+1)*qk40]
 		y := dst[i*blockQ40 : (i+1)*blockQ40]
-		var amax, max float32
-		for _, v := range x {
-			if av := abs32(v); amax < av {
-				amax, max = av, v
-			}
-		}
-		d := max / -8
+		d := signedMax32(x) / -8
 		var id float32
 		if d != 0 {
 			id = 1 / d

@@ -33,7 +33,8 @@ import (
 // holding NaN or ±Inf keep the reference bytes.
 //
 // F32, F16 and BF16 have nothing to search: Quantize is QuantizeRef for them
-// (importance is still checked).
+// (importance is still checked). Q4_1, Q5_0, Q5_1 and IQ4_NL have no search
+// yet either: for them, too, Quantize is QuantizeRef for now.
 func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float32) error {
 	nrows, err := shape(t, rowLen, len(src), len(dst))
 	if err != nil {

@@ -602,3 +602,22 @@ func TestOracleFloatConversions(t *testing.T) {
 		compareQuantized(t, typ, ds, got, o.quantize(t, typ, vals, len(vals)))
 	}
 }
+
+// TestOracleIQ4NLGrid reads IQ4_NL's grid (kvalues_iq4nl) back from the
+// library: a block with d = 1 whose low nibbles are the indices 0…15 and
+// high nibbles 15…0 decodes to the grid values themselves.
+func TestOracleIQ4NLGrid(t *testing.T) {
+	o := startOracle(t)
+	block := make([]byte, blockIQ4NL)
+	binary.LittleEndian.PutUint16(block, 0x3C00) // 1.0
+	for j := 0; j < 16; j++ {
+		block[2+j] = uint8(j) | uint8(15-j)<<4
+	}
+	got := o.dequantize(t, IQ4_NL, block, 1, qkIQ4NL)
+	for j := 0; j < 16; j++ {
+		if got[j] != float32(iq4nlGrid[j]) || got[16+j] != float32(iq4nlGrid[15-j]) {
+			t.Fatalf("grid index %d: ggml decodes %g and %g, iq4nlGrid has %d and %d",
+				j, got[j], got[16+j], iq4nlGrid[j], iq4nlGrid[15-j])
+		}
+	}
+}

@@ -20,6 +20,9 @@ func TestTypeTable(t *testing.T) {
 		{F32, 0, "F32", 1, 4},
 		{F16, 1, "F16", 1, 2},
 		{Q4_0, 2, "Q4_0", 32, 18},
+		{Q4_1, 3, "Q4_1", 32, 20},
+		{Q5_0, 6, "Q5_0", 32, 22},
+		{Q5_1, 7, "Q5_1", 32, 24},
 		{Q8_0, 8, "Q8_0", 32, 34},
 		{Q2_K, 10, "Q2_K", 256, 84},
 		{Q3_K, 11, "Q3_K", 256, 110},
@@ -36,6 +39,7 @@ func TestTypeTable(t *testing.T) {
 		{IQ3_S, 21, "IQ3_S", 256, 110},
 		{IQ2_S, 22, "IQ2_S", 256, 82},
 		{IQ1_M, 29, "IQ1_M", 256, 56},
+		{IQ4_NL, 20, "IQ4_NL", 32, 18},
 	}
 	if got := len(Types()); got != len(tests) {
 		t.Errorf("Types() has %d entries, want %d", got, len(tests))
@@ -48,7 +52,7 @@ func TestTypeTable(t *testing.T) {
 				tc.id, tc.name, tc.block, tc.typeSize)
 		}
 	}
-	for _, bad := range []Type{3, 9, 15, 31, 36, 1000} {
+	for _, bad := range []Type{4, 5, 9, 15, 31, 36, 1000} {
 		if bad.Valid() || bad.BlockSize() != 0 || bad.TypeSize() != 0 || !strings.HasPrefix(bad.String(), "Type(") {
 			t.Errorf("unsupported id %d: valid %v block %d size %d name %q", uint32(bad), bad.Valid(), bad.BlockSize(), bad.TypeSize(), bad)
 		}
@@ -71,7 +75,9 @@ func TestParseType(t *testing.T) {
 		{"q8_0", Q8_0, false},
 		{"Q4_K_M", 0, true},
 		{"", 0, true},
-		{"q5_0", 0, true},
+		{"q5_0", Q5_0, false},
+		{"iq4_nl", IQ4_NL, false},
+		{"q4_2", 0, true},
 	}
 	for _, tc := range tests {
 		got, err := ParseType(tc.in)
@@ -247,7 +253,7 @@ func TestLengthErrors(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	bounds := map[Type]float64{
 		F32: 0, F16: 5e-4, BF16: 3e-3, Q8_0: 0.01, Q6_K: 0.025, Q5_K: 0.05, Q4_K: 0.09,
-		Q4_0: 0.11, Q3_K: 0.19, Q2_K: 0.36, TQ1_0: 0.85, TQ2_0: 0.85,
+		Q4_0: 0.11, Q4_1: 0.09, Q5_0: 0.05, Q5_1: 0.045, IQ4_NL: 0.09, Q3_K: 0.19, Q2_K: 0.36, TQ1_0: 0.85, TQ2_0: 0.85,
 	}
 	rng := rand.New(rand.NewPCG(11, 12))
 	x := gaussianOutliers(rng, 64*512, 1, 0, 0)

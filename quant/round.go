@@ -54,13 +54,8 @@ func sqrtf(f float32) float32 { return float32(math.Sqrt(float64(f))) }
 func makeQxQuants(nmax int32, x []float32, L []int8) float32 {
 	n := len(x)
 	L = L[:n]
-	var max, amax float32
-	for _, v := range x {
-		if ax := abs32(v); ax > amax {
-			amax, max = ax, v
-		}
-	}
-	if amax < groupMaxEps {
+	max := signedMax32(x)
+	if abs32(max) < groupMaxEps {
 		for i := range L {
 			L[i] = 0
 		}
@@ -135,13 +130,8 @@ func qxSums(x, w, wx []float32, iscale float32, lo, hi int32, magic float32) (su
 // L receives the levels plus nmax; the scale is returned.
 func makeQ3Quants(nmax int32, x []float32, L []int8) float32 {
 	L = L[:len(x)]
-	var max, amax float32
-	for _, v := range x {
-		if ax := abs32(v); ax > amax {
-			amax, max = ax, v
-		}
-	}
-	if amax < groupMaxEps {
+	max := signedMax32(x)
+	if abs32(max) < groupMaxEps {
 		for i := range L {
 			L[i] = 0
 		}

@@ -13,6 +13,9 @@ const (
 	F32   Type = 0  // 32-bit IEEE float, stored as is
 	F16   Type = 1  // 16-bit IEEE half float
 	Q4_0  Type = 2  // 32-element blocks: fp16 scale, 4-bit quants
+	Q4_1  Type = 3  // 32-element blocks: fp16 scale and min, 4-bit quants
+	Q5_0  Type = 6  // 32-element blocks: fp16 scale, 5-bit quants
+	Q5_1  Type = 7  // 32-element blocks: fp16 scale and min, 5-bit quants
 	Q8_0  Type = 8  // 32-element blocks: fp16 scale, 8-bit quants
 	Q2_K  Type = 10 // 256-element super-blocks, 2-bit quants with 4-bit scales and mins
 	Q3_K  Type = 11 // 256-element super-blocks, 3-bit quants with 6-bit scales
@@ -32,6 +35,8 @@ const (
 	IQ3_S   Type = 21 // 3.4375 bpw: 4-value points of a 512-point grid, explicit signs
 	IQ2_S   Type = 22 // 2.5625 bpw: 8-value points of a 1024-point grid, explicit signs
 	IQ1_M   Type = 29 // 1.75 bpw: IQ1_S's grid, a shift per 8 values, 3-bit scales per 16
+
+	IQ4_NL Type = 20 // 32-element blocks: fp16 scale, 4-bit indices into a non-uniform grid
 )
 
 // qkK is the super-block size of the K-quants and ternary types (QK_K).
@@ -53,6 +58,9 @@ var codecs = [...]codec{
 	F32:   {"F32", 1, 4, quantizeRowF32, dequantizeRowF32},
 	F16:   {"F16", 1, 2, quantizeRowF16, dequantizeRowF16},
 	Q4_0:  {"Q4_0", 32, 18, quantizeRowQ40Ref, dequantizeRowQ40},
+	Q4_1:  {"Q4_1", 32, 20, quantizeRowQ41Ref, dequantizeRowQ41},
+	Q5_0:  {"Q5_0", 32, 22, quantizeRowQ50Ref, dequantizeRowQ50},
+	Q5_1:  {"Q5_1", 32, 24, quantizeRowQ51Ref, dequantizeRowQ51},
 	Q8_0:  {"Q8_0", 32, 34, quantizeRowQ80Ref, dequantizeRowQ80},
 	Q2_K:  {"Q2_K", qkK, 84, quantizeRowQ2KRef, dequantizeRowQ2K},
 	Q3_K:  {"Q3_K", qkK, 110, quantizeRowQ3KRef, dequantizeRowQ3K},
@@ -70,6 +78,8 @@ var codecs = [...]codec{
 	IQ3_S:   {"IQ3_S", qkK, blockIQ3S, nil, dequantizeRowIQ3S},
 	IQ2_S:   {"IQ2_S", qkK, blockIQ2S, nil, dequantizeRowIQ2S},
 	IQ1_M:   {"IQ1_M", qkK, blockIQ1M, nil, dequantizeRowIQ1M},
+
+	IQ4_NL: {"IQ4_NL", 32, 18, quantizeRowIQ4NLRef, dequantizeRowIQ4NL},
 }
 
 // Types lists every supported type in ascending id order.
