@@ -19,7 +19,8 @@ import (
 // Σx² of each input column over every token that passed through the weight
 // (one row per matrix: 1 for a dense weight, the expert count for a stacked
 // MoE weight), and "<weight>.counts" of dims [1, mats] holding those token
-// counts. adaptq also writes "<weight>.in_sum" (Σx, same dims as in_sum2),
+// counts; like ggml's writer, a dense weight's tensors drop the trailing
+// dimension of 1 ([cols] and [1]). adaptq also writes "<weight>.in_sum" (Σx, same dims as in_sum2),
 // which llama.cpp's loader ignores.
 //
 // The legacy .dat form is: int32 entry count; per entry an int32 name
@@ -196,15 +197,20 @@ func WriteIMatrix(w io.Writer, m *IMatrix) error {
 			parts = append(parts, part{ti.Name, vals})
 			return nil
 		}
-		if err := add(SuffixInSum2, e.Sum2, uint64(e.Cols), uint64(e.Mats)); err != nil {
+		// As ggml writes them: trailing dimensions of 1 dropped.
+		dims, cdims := []uint64{uint64(e.Cols), uint64(e.Mats)}, []uint64{1, uint64(e.Mats)}
+		if e.Mats == 1 {
+			dims, cdims = dims[:1], cdims[:1]
+		}
+		if err := add(SuffixInSum2, e.Sum2, dims...); err != nil {
 			return err
 		}
 		if e.Sum != nil {
-			if err := add(SuffixInSum, e.Sum, uint64(e.Cols), uint64(e.Mats)); err != nil {
+			if err := add(SuffixInSum, e.Sum, dims...); err != nil {
 				return err
 			}
 		}
-		if err := add(SuffixCounts, e.Counts, 1, uint64(e.Mats)); err != nil {
+		if err := add(SuffixCounts, e.Counts, cdims...); err != nil {
 			return err
 		}
 	}
@@ -315,10 +321,15 @@ func readIMatrixGGUF(r io.ReaderAt, size int64) (*IMatrix, error) {
 		if tr.sum2 == nil || tr.counts == nil {
 			return nil, fmt.Errorf("imatrix entry %q: needs both %s and %s tensors", name, SuffixInSum2, SuffixCounts)
 		}
-		if len(tr.sum2.Dims) != 2 || len(tr.counts.Dims) != 2 || tr.counts.Dims[0] != 1 || tr.counts.Dims[1] != tr.sum2.Dims[1] {
+		// llama-imatrix writes [cols, mats] and [1, mats]; ggml's GGUF
+		// writer drops trailing dimensions of 1, so a dense weight's
+		// tensors are [cols] and [1].
+		cols, mats, ok := matDims(tr.sum2.Dims)
+		ccols, cmats, cok := matDims(tr.counts.Dims)
+		if !ok || !cok || ccols != 1 || cmats != mats {
 			return nil, fmt.Errorf("imatrix entry %q: %s dims %v and %s dims %v do not match ([cols, mats] and [1, mats])", name, SuffixInSum2, tr.sum2.Dims, SuffixCounts, tr.counts.Dims)
 		}
-		e := &IMatrixEntry{Cols: int(tr.sum2.Dims[0]), Mats: int(tr.sum2.Dims[1])}
+		e := &IMatrixEntry{Cols: cols, Mats: mats}
 		var err error
 		if e.Sum2, err = readF32(tr.sum2); err != nil {
 			return nil, fmt.Errorf("imatrix entry %q: %w", name, err)
@@ -327,7 +338,7 @@ func readIMatrixGGUF(r io.ReaderAt, size int64) (*IMatrix, error) {
 			return nil, fmt.Errorf("imatrix entry %q: %w", name, err)
 		}
 		if tr.sum != nil {
-			if len(tr.sum.Dims) != 2 || tr.sum.Dims[0] != tr.sum2.Dims[0] || tr.sum.Dims[1] != tr.sum2.Dims[1] {
+			if c, m, ok := matDims(tr.sum.Dims); !ok || c != cols || m != mats {
 				return nil, fmt.Errorf("imatrix entry %q: %s dims %v differ from %s dims %v", name, SuffixInSum, tr.sum.Dims, SuffixInSum2, tr.sum2.Dims)
 			}
 			if e.Sum, err = readF32(tr.sum); err != nil {
@@ -340,6 +351,17 @@ func readIMatrixGGUF(r io.ReaderAt, size int64) (*IMatrix, error) {
 		m.Entries[name] = e
 	}
 	return m, nil
+}
+
+// matDims reads [cols] or [cols, mats] (at most 2^31 of either).
+func matDims(d []uint64) (cols, mats int, ok bool) {
+	switch {
+	case len(d) == 1 && d[0] > 0 && d[0] < 1<<31:
+		return int(d[0]), 1, true
+	case len(d) == 2 && d[0] > 0 && d[0] < 1<<31 && d[1] > 0 && d[1] < 1<<31:
+		return int(d[0]), int(d[1]), true
+	}
+	return 0, 0, false
 }
 
 // legacyReader reads little-endian values of a legacy file, bounding every
