@@ -4,6 +4,8 @@
 #   .tools/bin/minio                       MinIO server (S3 for the store tests)
 #   .tools/bin/temporal                    Temporal CLI (dev server and client for the worker tests)
 #   .tools/npm/node_modules/node-llama-cpp  llama.cpp's prebuilt CPU libraries (oracle)
+#   /usr/bin/chromium                      Debian's chromium (Web UI and report tests;
+#                                          apt-get, as root, when it is missing)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools"
@@ -41,5 +43,17 @@ if want "${1:-all}" llama; then
     (cd "$tools/npm" && { [ -f package.json ] || npm init -y >/dev/null; } &&
       npm i -E --no-audit --no-fund "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >&2)
     touch "$tools/npm/.node-llama-cpp-$NODE_LLAMA_CPP_VERSION"
+  fi
+fi
+
+if want "${1:-all}" chromium; then
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "tools: installing Debian's chromium with apt-get (once)" >&2
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    else
+      echo "tools: /usr/bin/chromium is missing and this is not root on Debian; install the chromium package for the browser tests" >&2
+    fi
   fi
 fi

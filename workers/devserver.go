@@ -54,22 +54,31 @@ type DevServerOptions struct {
 	// Logger receives the server's log lines at warn level and above. The
 	// zero value discards them.
 	Logger zerolog.Logger
+	// UIPort is the Temporal Web UI's HTTP port, chosen like Port: 0 takes
+	// DefaultUIPort when it is free, else any free port (any free port
+	// when Port is negative); negative always any free port.
+	UIPort int
+	// NoUI leaves the Web UI out.
+	NoUI bool
 }
 
 // DevServer is an embedded single-process Temporal server (frontend,
-// history, matching and worker services) on SQLite.
+// history, matching and worker services) on SQLite, with the Temporal Web
+// UI served in the same process.
 type DevServer struct {
 	server    temporal.Server
 	logger    serverLogger
 	address   string
 	namespace string
+	ui        *webUI
 
 	stopOnce sync.Once
 	stopErr  error
 }
 
 // StartDevServer starts an embedded Temporal server, registers the namespace
-// and the search attributes of opts, and returns once the frontend answers.
+// and the search attributes of opts, starts the Web UI (unless opts.NoUI)
+// and returns once the frontend and the UI answer.
 // ctx bounds the start only; call Stop to shut the server down.
 func StartDevServer(ctx context.Context, opts DevServerOptions) (*DevServer, error) {
 	if opts.IP == "" {
@@ -78,27 +87,9 @@ func StartDevServer(ctx context.Context, opts DevServerOptions) (*DevServer, err
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
 	}
-	port := opts.Port
-	if port < 0 {
-		p, err := freePort(opts.IP)
-		if err != nil {
-			return nil, fmt.Errorf("dev server: find a frontend port: %w", err)
-		}
-		port = p
-	}
-	if port != 0 && !portFree(opts.IP, port) {
-		return nil, fmt.Errorf("dev server: port %d of %s is in use", port, opts.IP)
-	}
-	if port == 0 {
-		if portFree(opts.IP, DefaultDevPort) {
-			port = DefaultDevPort
-		} else {
-			p, err := freePort(opts.IP)
-			if err != nil {
-				return nil, fmt.Errorf("dev server: find a frontend port: %w", err)
-			}
-			port = p
-		}
+	port, err := choosePort(opts.IP, opts.Port, DefaultDevPort)
+	if err != nil {
+		return nil, fmt.Errorf("dev server: frontend: %w", err)
 	}
 	address := net.JoinHostPort(opts.IP, strconv.Itoa(port))
 
@@ -164,6 +155,15 @@ func StartDevServer(ctx context.Context, opts DevServerOptions) (*DevServer, err
 	if err := d.ready(ctx, opts.SearchAttributes); err != nil {
 		return nil, errors.Join(err, d.Stop())
 	}
+	if !opts.NoUI {
+		uiPort := opts.UIPort
+		if uiPort == 0 && opts.Port < 0 {
+			uiPort = -1 // side by side with other servers: no preferred port
+		}
+		if d.ui, err = startWebUI(ctx, opts.IP, uiPort, address, opts.Namespace); err != nil {
+			return nil, errors.Join(fmt.Errorf("dev server: %w", err), d.Stop())
+		}
+	}
 	return d, nil
 }
 
@@ -193,6 +193,15 @@ func newServer(opts ...temporal.ServerOption) (srv temporal.Server, err error) {
 // for clients, workers and `temporal --address`.
 func (d *DevServer) Address() string { return d.address }
 
+// UIAddress returns the Web UI's URL (http://127.0.0.1:8233 by default),
+// or "" when the server runs without it.
+func (d *DevServer) UIAddress() string {
+	if d.ui == nil {
+		return ""
+	}
+	return d.ui.url
+}
+
 // Namespace returns the namespace registered on start.
 func (d *DevServer) Namespace() string { return d.namespace }
 
@@ -201,6 +210,9 @@ func (d *DevServer) Stop() error {
 	d.stopOnce.Do(func() {
 		// Stopping services warn about each other's closed connections.
 		d.logger.setFloor(zerolog.ErrorLevel)
+		if d.ui != nil {
+			d.ui.stop()
+		}
 		if err := d.server.Stop(); err != nil {
 			d.stopErr = fmt.Errorf("dev server: stop: %w", err)
 		}

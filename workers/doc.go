@@ -13,5 +13,7 @@
 // file, with a namespace and custom search attributes registered; together
 // with StartInProcess it is the one-machine default that needs nothing
 // installed. The Temporal CLI attaches to it with
-// `temporal --address <Address()> ...`.
+// `temporal --address <Address()> ...`; the Temporal Web UI
+// (github.com/temporalio/ui-server) is served in the same process on
+// UIAddress(), http://127.0.0.1:8233 when that port is free.
 package workers

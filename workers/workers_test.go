@@ -71,6 +71,9 @@ func startDevServer(t *testing.T, opts workers.DevServerOptions) *workers.DevSer
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if opts.UIPort == 0 {
+		opts.UIPort = -1 // tests run side by side: never race for 8233
+	}
 	start := time.Now()
 	s, err := workers.StartDevServer(ctx, opts)
 	if err != nil {
@@ -518,5 +521,49 @@ func TestWorkerOnTemporalCLIDevServer(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("temporal workflow describe lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestDevServerWebUI: the embedded server serves the Web UI on the port
+// asked for (its health route, its page and its HTTP API, which reaches
+// the frontend); a UI port in use is an error naming it, and NoUI serves
+// none.
+func TestDevServerWebUI(t *testing.T) {
+	uiPort := freePort(t)
+	srv := startDevServer(t, workers.DevServerOptions{Port: -1, UIPort: uiPort, SearchAttributes: searchAttributes})
+	want := "http://127.0.0.1:" + strconv.Itoa(uiPort)
+	if srv.UIAddress() != want {
+		t.Fatalf("UI address %q, want %q", srv.UIAddress(), want)
+	}
+	for path, body := range map[string]string{
+		"/healthz":                      `"OK"`,
+		"/namespaces/default/workflows": "<html",
+		"/api/v1/namespaces/default":    `"name": "default"`,
+	} {
+		resp, err := http.Get(srv.UIAddress() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), body) {
+			t.Errorf("GET %s: %s, body lacks %q: %.300s", path, resp.Status, body, b)
+		}
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	_, err = workers.StartDevServer(context.Background(), workers.DevServerOptions{Port: -1, UIPort: busy})
+	if err == nil || !strings.Contains(err.Error(), "web UI") || !strings.Contains(err.Error(), strconv.Itoa(busy)) {
+		t.Fatalf("StartDevServer with the UI port in use: %v", err)
+	}
+
+	headless := startDevServer(t, workers.DevServerOptions{Port: -1, NoUI: true})
+	if headless.UIAddress() != "" {
+		t.Fatalf("NoUI server serves a UI at %s", headless.UIAddress())
 	}
 }

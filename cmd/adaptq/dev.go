@@ -12,8 +12,10 @@ import (
 )
 
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("dev", "[--port 7233] [--db file.sqlite] [--task-queue adaptq] [--max-concurrent N]", stderr)
+	fs := newFlags("dev", "[--port 7233] [--ui-port 8233 | --headless] [--db file.sqlite] [--task-queue adaptq] [--max-concurrent N]", stderr)
 	port := fs.Int("port", 0, "frontend gRPC port (0: 7233 if free, else any free port)")
+	uiPort := fs.Int("ui-port", 0, "Web UI HTTP port (0: 8233 if free, else any free port)")
+	headless := fs.Bool("headless", false, "do not serve the Web UI")
 	ip := fs.String("ip", "127.0.0.1", "address the server binds to")
 	db := fs.String("db", "", "SQLite database file, kept across runs (empty: in memory)")
 	taskQueue := fs.String("task-queue", workers.DefaultTaskQueue, "task queue of the in-process worker")
@@ -35,7 +37,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	log := jsonLogger(stderr)
 
 	srv, err := workers.StartDevServer(ctx, workers.DevServerOptions{
-		Port: *port, IP: *ip, DBFile: *db, SearchAttributes: searchAttributes(), Logger: log,
+		Port: *port, UIPort: *uiPort, NoUI: *headless, IP: *ip, DBFile: *db, SearchAttributes: searchAttributes(), Logger: log,
 	})
 	if err != nil {
 		return err
@@ -54,6 +56,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.Join(err, srv.Stop())
 	}
 
+	ui := "not served (--headless)"
+	if srv.UIAddress() != "" {
+		ui = srv.UIAddress() + "/namespaces/" + srv.Namespace() + "/workflows"
+	}
 	storage := "in memory (lost on exit)"
 	if *db != "" {
 		storage = *db
@@ -64,11 +70,9 @@ worker polling task queue %[4]s (all roles)
 attach the Temporal CLI:
   temporal workflow list --address %[1]s --namespace %[2]s
   temporal operator search-attribute list --address %[1]s --namespace %[2]s
-Web UI (not built in): run the Temporal UI server against this address, e.g.
-  docker run --rm --network host -e TEMPORAL_ADDRESS=%[1]s temporalio/ui
-  and open http://localhost:8080
+Web UI: %[6]s
 Ctrl-C stops the worker (running activities get %[5]v) and the server.
-`, srv.Address(), srv.Namespace(), storage, *taskQueue, *stopTimeout)
+`, srv.Address(), srv.Namespace(), storage, *taskQueue, *stopTimeout, ui)
 
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "adaptq dev: stopping")

@@ -15,6 +15,14 @@ import (
 // the test, and returns a client.
 func startEmbedded(t *testing.T, ctx context.Context) client.Client {
 	t.Helper()
+	_, c := startEmbeddedServer(t, ctx)
+	return c
+}
+
+// startEmbeddedServer is startEmbedded that also returns the server (its
+// addresses, the Web UI's among them).
+func startEmbeddedServer(t *testing.T, ctx context.Context) (*workers.DevServer, client.Client) {
+	t.Helper()
 	dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: -1, SearchAttributes: searchAttributes(), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
@@ -31,5 +39,5 @@ func startEmbedded(t *testing.T, ctx context.Context) client.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	return c
+	return dev, c
 }

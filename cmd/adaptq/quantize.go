@@ -34,6 +34,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	namespace := fs.String("namespace", "default", "Temporal namespace")
 	queue := fs.String("task-queue", workflows.TaskQueue, "task queue (evaluation uses <queue>-eval)")
 	devPort := fs.Int("dev-port", 0, "port of the embedded server's frontend (0: 7233 if free, else any; -1: any)")
+	uiPort := fs.Int("ui-port", 0, "port of the embedded server's Web UI (0: 8233 if free, else any; -1: any)")
 	wfID := fs.String("workflow-id", "", "workflow id (default adaptq-<model>-<recipe>-<time>)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -59,13 +60,14 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	logger := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	cfg := workers.Config{HostPort: *hostPort, Namespace: *namespace, TaskQueue: *queue, Role: workers.RoleAll, Logger: logger}
 	if *hostPort == "" {
-		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, Namespace: *namespace, SearchAttributes: searchAttributes(), Logger: logger})
+		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, UIPort: *uiPort, Namespace: *namespace, SearchAttributes: searchAttributes(), Logger: logger})
 		if err != nil {
 			return fmt.Errorf("embedded Temporal server: %w", err)
 		}
 		defer dev.Stop()
 		cfg.HostPort = dev.Address()
 		fmt.Fprintf(stderr, "embedded Temporal server on %s (namespace %s): attach with `temporal workflow describe --address %s -w %s`\n", dev.Address(), *namespace, dev.Address(), id)
+		fmt.Fprintf(stderr, "Web UI: %s/namespaces/%s/workflows/%s\n", dev.UIAddress(), *namespace, id)
 	}
 	c, err := workers.Dial(ctx, cfg)
 	if err != nil {
