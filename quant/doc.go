@@ -65,17 +65,22 @@
 //
 // A row whose length is not a multiple of its type's block size is refused
 // with an error wrapping a *RowLengthError; the caller then picks another
-// type. The fallback
-// ladder, modelled on llama.cpp's tensor_type_fallback and restricted to the
-// types this package has, is:
+// type. The fallback ladder is llama.cpp's, tensor_type_fallback in
+// src/llama-quant.cpp of the release node-llama-cpp 3.21.1 was built from:
+// one fallback type by the type asked for, then F16 when the fallback does
+// not fit either.
 //
-//	Q2_K, Q3_K, TQ1_0, TQ2_0 (block 256) → Q4_0 (block 32) → F16
-//	Q4_K, Q5_K, Q6_K         (block 256) → Q8_0 (block 32) → F16
-//	Q4_0, Q8_0               (block 32)  → F16
-//	F16, BF16, F32           (block 1)   fit every row
+//	IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S (256) → IQ4_NL (32) → F16
+//	Q2_K, Q3_K, TQ1_0, TQ2_0                     (256) → Q4_0   (32) → F16
+//	Q4_K                                         (256) → Q5_0   (32) → F16
+//	Q5_K                                         (256) → Q5_1   (32) → F16
+//	Q6_K                                         (256) → Q8_0   (32) → F16
+//	Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL          (32) → F16
+//	F16, BF16, F32                                 (1)   fit every row
 //
-// llama.cpp sends Q4_K to Q5_0 and Q5_K to Q5_1; without those types the
-// ladder goes up to Q8_0 so that a fallback never loses precision against
-// the type asked for. Fallbacks lists a type's ladder and FitType walks it
-// for a given row length.
+// (llama.cpp also sends IQ4_XS to IQ4_NL and Q2_0 to Q4_0; it has no
+// fallback for other 256-block types and stops there, as FitType does.)
+// Fallbacks lists a type's ladder and FitType walks it for a given row
+// length: FitType(t, n) is the type llama-quantize writes for a tensor of
+// type t with rows of n values.
 package quant

@@ -44,13 +44,12 @@ func quantizeRowQ2KRef(dst []byte, src []float32) {
 		weights [16]float32
 		mins    [qkK / 16]float32
 		scales  [qkK / 16]float32
-		packed  [qkK]int32
 	)
 	nb := len(src) / qkK
 	for i := 0; i < nb; i++ {
 		x := src[i*qkK : (i+1)*qkK]
 		y := dst[i*blockQ2K : (i+1)*blockQ2K]
-		ysc, yqs := y[0:16], y[16:80]
+		ysc := y[0:16]
 
 		var maxScale, maxMin float32
 		for j := 0; j < qkK/16; j++ {
@@ -89,23 +88,32 @@ func quantizeRowQ2KRef(dst []byte, src []float32) {
 			putF16(y[82:], 0)
 		}
 
-		d, dmin := getF16(y[80:]), getF16(y[82:])
-		for j := 0; j < qkK/16; j++ {
-			dl := d * float32(ysc[j]&0xF)
-			if dl == 0 {
-				continue
-			}
-			ml := float32(dmin * float32(ysc[j]>>4))
-			for ii := 0; ii < 16; ii++ {
-				l := nearestInt((x[16*j+ii] + ml) / dl)
-				L[16*j+ii] = uint8(clampInt(l, 0, 3))
-			}
-		}
-		for j := range packed {
-			packed[j] = int32(L[j])
-		}
-		pack2bit(yqs, packed[:])
+		q2KFinish(y, x, &L)
 	}
+}
+
+// q2KFinish is the end of both Q2_K quantizers: the levels of x are
+// recomputed against the stored scales and mins (sub-blocks whose scale
+// decodes to 0 keep the levels in L) and packed.
+func q2KFinish(y []byte, x []float32, L *[qkK]uint8) {
+	var packed [qkK]int32
+	ysc := y[0:16]
+	d, dmin := getF16(y[80:]), getF16(y[82:])
+	for j := 0; j < qkK/16; j++ {
+		dl := d * float32(ysc[j]&0xF)
+		if dl == 0 {
+			continue
+		}
+		ml := float32(dmin * float32(ysc[j]>>4))
+		for ii := 0; ii < 16; ii++ {
+			l := nearestInt((x[16*j+ii] + ml) / dl)
+			L[16*j+ii] = uint8(clampInt(l, 0, 3))
+		}
+	}
+	for j := range packed {
+		packed[j] = int32(L[j])
+	}
+	pack2bit(y[16:80], packed[:])
 }
 
 // dequantizeRowQ2K is dequantize_row_q2_K.
@@ -152,13 +160,12 @@ func quantizeRowQ3KRef(dst []byte, src []float32) {
 	var (
 		L      [qkK]int8
 		scales [qkK / 16]float32
-		packed [qkK]int32
 	)
 	nb := len(src) / qkK
 	for i := 0; i < nb; i++ {
 		x := src[i*qkK : (i+1)*qkK]
 		y := dst[i*blockQ3K : (i+1)*blockQ3K]
-		hmask, yqs, ysc := y[0:32], y[32:96], y[96:108]
+		ysc := y[96:108]
 
 		var maxScale, amax float32
 		for j := 0; j < qkK/16; j++ {
@@ -188,37 +195,44 @@ func quantizeRowQ3KRef(dst []byte, src []float32) {
 		} else {
 			putF16(y[108:], 0)
 		}
-
-		d := getF16(y[108:])
-		for j := 0; j < qkK/16; j++ {
-			dl := d * float32(q3Scale(ysc, j))
-			if dl == 0 {
-				continue
-			}
-			for ii := 0; ii < 16; ii++ {
-				l := clampInt(nearestInt(x[16*j+ii]/dl), -4, 3)
-				L[16*j+ii] = int8(l + 4)
-			}
-		}
-
-		for j := range hmask {
-			hmask[j] = 0
-		}
-		m, hm := 0, uint8(1)
-		for j := 0; j < qkK; j++ {
-			if L[j] > 3 {
-				hmask[m] |= hm
-				L[j] -= 4
-			}
-			if m++; m == qkK/8 {
-				m, hm = 0, hm<<1
-			}
-		}
-		for j := range packed {
-			packed[j] = int32(L[j])
-		}
-		pack2bit(yqs, packed[:])
+		q3KFinish(y, x, &L)
 	}
+}
+
+// q3KFinish is the end of both Q3_K quantizers: the levels of x are
+// recomputed against the stored scales (sub-blocks whose scale decodes to
+// 0 keep the levels in L), split into the high-bit mask and packed.
+func q3KFinish(y []byte, x []float32, L *[qkK]int8) {
+	var packed [qkK]int32
+	hmask, ysc := y[0:32], y[96:108]
+	d := getF16(y[108:])
+	for j := 0; j < qkK/16; j++ {
+		dl := d * float32(q3Scale(ysc, j))
+		if dl == 0 {
+			continue
+		}
+		for ii := 0; ii < 16; ii++ {
+			l := clampInt(nearestInt(x[16*j+ii]/dl), -4, 3)
+			L[16*j+ii] = int8(l + 4)
+		}
+	}
+	for j := range hmask {
+		hmask[j] = 0
+	}
+	m, hm := 0, uint8(1)
+	for j := 0; j < qkK; j++ {
+		if L[j] > 3 {
+			hmask[m] |= hm
+			L[j] -= 4
+		}
+		if m++; m == qkK/8 {
+			m, hm = 0, hm<<1
+		}
+	}
+	for j := range packed {
+		packed[j] = int32(L[j])
+	}
+	pack2bit(y[32:96], packed[:])
 }
 
 // dequantizeRowQ3K is dequantize_row_q3_K.
@@ -346,12 +360,18 @@ func quantizeRowQ4KRef(dst []byte, src []float32) {
 		y := dst[i*blockQ4K : (i+1)*blockQ4K]
 		maxScale, maxMin := fitSubBlocksK4(x, L[:], 15, -1, 20, &scales, &mins)
 		quantizeScalesK4(y, &scales, &mins, maxScale, maxMin)
-		requantizeK4(y, x, L[:], 15)
-		q := y[16:blockQ4K]
-		for j := 0; j < qkK; j += 64 {
-			for l := 0; l < 32; l++ {
-				q[j/2+l] = L[j+l] | L[j+l+32]<<4
-			}
+		q4KFinish(y, x, &L)
+	}
+}
+
+// q4KFinish is the end of both Q4_K quantizers: the levels of x against
+// the stored scales and mins, packed.
+func q4KFinish(y []byte, x []float32, L *[qkK]uint8) {
+	requantizeK4(y, x, L[:], 15)
+	q := y[16:blockQ4K]
+	for j := 0; j < qkK; j += 64 {
+		for l := 0; l < 32; l++ {
+			q[j/2+l] = L[j+l] | L[j+l+32]<<4
 		}
 	}
 }
@@ -391,29 +411,34 @@ func quantizeRowQ5KRef(dst []byte, src []float32) {
 		y := dst[i*blockQ5K : (i+1)*blockQ5K]
 		maxScale, maxMin := fitSubBlocksK4(x, L[:], 31, -0.5, 15, &scales, &mins)
 		quantizeScalesK4(y, &scales, &mins, maxScale, maxMin)
-		requantizeK4(y, x, L[:], 31)
+		q5KFinish(y, x, &L)
+	}
+}
 
-		qh, ql := y[16:48], y[48:blockQ5K]
-		for j := range qh {
-			qh[j] = 0
-		}
-		m1, m2 := uint8(1), uint8(2)
-		for n := 0; n < qkK; n += 64 {
-			q := ql[n/2 : n/2+32]
-			for j := 0; j < 32; j++ {
-				l1, l2 := L[n+j], L[n+j+32]
-				if l1 > 15 {
-					l1 -= 16
-					qh[j] |= m1
-				}
-				if l2 > 15 {
-					l2 -= 16
-					qh[j] |= m2
-				}
-				q[j] = l1 | l2<<4
+// q5KFinish is the end of both Q5_K quantizers: the levels of x against
+// the stored scales and mins, split into the fifth bits and nibbles.
+func q5KFinish(y []byte, x []float32, L *[qkK]uint8) {
+	requantizeK4(y, x, L[:], 31)
+	qh, ql := y[16:48], y[48:blockQ5K]
+	for j := range qh {
+		qh[j] = 0
+	}
+	m1, m2 := uint8(1), uint8(2)
+	for n := 0; n < qkK; n += 64 {
+		q := ql[n/2 : n/2+32]
+		for j := 0; j < 32; j++ {
+			l1, l2 := L[n+j], L[n+j+32]
+			if l1 > 15 {
+				l1 -= 16
+				qh[j] |= m1
 			}
-			m1, m2 = m1<<2, m2<<2
+			if l2 > 15 {
+				l2 -= 16
+				qh[j] |= m2
+			}
+			q[j] = l1 | l2<<4
 		}
+		m1, m2 = m1<<2, m2<<2
 	}
 }
 
@@ -445,7 +470,12 @@ func dequantizeRowQ5K(dst []float32, src []byte) {
 }
 
 // quantizeRowQ6KRef is quantize_row_q6_K_ref.
-func quantizeRowQ6KRef(dst []byte, src []float32) {
+func quantizeRowQ6KRef(dst []byte, src []float32) { quantizeQ6K(dst, src, nil) }
+
+// quantizeQ6K is quantize_row_q6_K_ref with qw == nil and, with the
+// importance qw of the row's columns, quantize_row_q6_K_impl (which passes
+// qw to make_qx_quants as the weights, unscaled); src is one row then.
+func quantizeQ6K(dst []byte, src, qw []float32) {
 	var (
 		L      [qkK]int8
 		scales [qkK / 16]float32
@@ -458,7 +488,11 @@ func quantizeRowQ6KRef(dst []byte, src []float32) {
 
 		var maxScale, maxAbsScale float32
 		for ib := 0; ib < qkK/16; ib++ {
-			scale := makeQxQuants(32, x[16*ib:16*ib+16], L[16*ib:16*ib+16])
+			var w []float32
+			if qw != nil {
+				w = qw[i*qkK+16*ib : i*qkK+16*ib+16]
+			}
+			scale := makeQxQuants(32, x[16*ib:16*ib+16], w, L[16*ib:16*ib+16])
 			scales[ib] = scale
 			if as := abs32(scale); as > maxAbsScale {
 				maxAbsScale, maxScale = as, scale

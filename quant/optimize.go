@@ -18,23 +18,25 @@ import (
 // With importance == nil every column weighs 1 and the error is the plain
 // squared error.
 //
-// Every block is quantized twice: by the reference quantizer (QuantizeRef's
-// bytes) and by a search that minimises the weighted error directly (a grid
-// of candidate scales around the absmax- and least-squares-optimal ones,
-// each followed by a least-squares refit of the scale, and min, for the
-// chosen integer levels; for the K-quants also a fit of the sub-block
+// Every block is quantized twice: by the reference quantizer — without an
+// importance QuantizeRef's bytes, with one QuantizeRefWeighted's, i.e.
+// ggml's own importance-weighted result — and by a search that minimises
+// the weighted error directly (a grid of candidate scales around the
+// absmax- and least-squares-optimal ones, each followed by a least-squares
+// refit of the scale, and min, for the chosen integer levels; for Q4_1 and
+// Q5_1 the min is free, for IQ4_NL the levels are the grid's; for the
+// K-quants also a fit of the sub-block
 // scales to the 6-/4-/8-bit grid and a coordinate descent on the integer
 // sub-block scales and mins alternating with a least-squares refit of the
 // fp16 super-block scales, started both from the search's own fit and from
 // the reference block; for TQ1_0/TQ2_0 the exact optimum of the per-block
 // d). Both blocks are decoded and the one with the lower weighted error is
-// kept, so the error is never above the reference's, block by block, by
-// construction; the search makes it strictly lower on most blocks. Blocks
+// kept, so the (weighted) error is never above the (weighted) reference's,
+// block by block, by construction; the search makes it strictly lower on most blocks. Blocks
 // holding NaN or ±Inf keep the reference bytes.
 //
 // F32, F16 and BF16 have nothing to search: Quantize is QuantizeRef for them
-// (importance is still checked). Q4_1, Q5_0, Q5_1 and IQ4_NL have no search
-// yet either: for them, too, Quantize is QuantizeRef for now.
+// (importance is still checked).
 func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float32) error {
 	nrows, err := shape(t, rowLen, len(src), len(dst))
 	if err != nil {
@@ -50,6 +52,11 @@ func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float3
 		}
 		t.codec().quantize(dst, src)
 		return nil
+	}
+	// The reference bytes first (ggml's importance-weighted quantizer when
+	// there is an importance), then the search block by block.
+	if err := QuantizeRefWeighted(t, dst, src, rowLen, importance); err != nil {
+		return err
 	}
 	bs, ts := o.c.blockSize, o.c.typeSize
 	nb := rowLen / bs
@@ -114,8 +121,12 @@ func newOptimizer(t Type) *optimizer {
 	c := t.codec()
 	o := &optimizer{t: t, c: c}
 	switch t {
-	case Q8_0, Q4_0:
+	case Q8_0, Q4_0, Q5_0:
 		o.search = (*optimizer).searchScalar
+	case Q4_1, Q5_1:
+		o.search = (*optimizer).searchAsym
+	case IQ4_NL:
+		o.search = (*optimizer).searchGrid
 	case Q2_K, Q3_K, Q4_K, Q5_K, Q6_K:
 		o.search = (*optimizer).searchK
 		o.k = kLayouts[t]
@@ -133,10 +144,9 @@ func newOptimizer(t Type) *optimizer {
 	return o
 }
 
-// block writes into y the better of the reference block and the searched
-// one for x under the weights w.
+// block replaces the reference block in y by the searched one for x when
+// that decodes with a lower error under the weights w.
 func (o *optimizer) block(y []byte, x, w []float32) {
-	o.c.quantize(y, x)
 	for _, v := range x {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return
@@ -314,22 +324,33 @@ func symSearch(x, w []float32, lo, hi int32, ntrial int, spread float32, half bo
 	return bestD, bestE
 }
 
-// searchScalar is the search of Q8_0 and Q4_0: one fp16 scale per block of
-// 32 and levels in [−128, 127] or [−8, 7].
+// searchScalar is the search of Q8_0, Q4_0 and Q5_0: one fp16 scale per
+// block of 32 and levels in [−128, 127], [−8, 7] or [−16, 15].
 func (o *optimizer) searchScalar(y []byte, x, w []float32) {
 	var lo, hi int32 = -8, 7
 	ntrial, spread := 16, float32(2)
-	if o.t == Q8_0 {
+	switch o.t {
+	case Q8_0:
 		lo, hi, ntrial, spread = -128, 127, 12, 6
+	case Q5_0:
+		lo, hi, ntrial, spread = -16, 15, 16, 3
 	}
 	seeds := [1]float32{getF16(o.ref)} // the reference's own scale
 	d, _ := symSearch(x, w, lo, hi, ntrial, spread, true, seeds[:], o.lv, o.lb)
 	putF16(y, d)
 	L := o.lb[:len(x)]
-	if o.t == Q8_0 {
+	switch o.t {
+	case Q8_0:
 		for j, l := range L {
 			y[2+j] = uint8(int8(l))
 		}
+		return
+	case Q5_0:
+		var q [32]uint8
+		for j, l := range L {
+			q[j] = uint8(l + 16)
+		}
+		putQ5(y[2:6], y[6:blockQ50], &q)
 		return
 	}
 	for j := 0; j < halfQK40; j++ {

@@ -4,7 +4,7 @@ import "testing"
 
 // optBenchTypes are the types Quantize searches (for the others it is
 // QuantizeRef).
-var optBenchTypes = []Type{Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0}
+var optBenchTypes = []Type{Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0}
 
 // BenchmarkQuantizeOpt measures the optimised Quantize (no importance) on
 // the 4096 × 11008 benchmark matrix, one goroutine; MB/s counts the float32

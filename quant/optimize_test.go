@@ -104,7 +104,7 @@ func TestQuantizeNotWorse(t *testing.T) {
 				if withImp {
 					name += "/importance"
 				}
-				refQ, refY := quantDequant(t, typ, ds.data, ds.rowLen, func(q []byte) error { return QuantizeRef(typ, q, ds.data, ds.rowLen) })
+				refQ, refY := quantDequant(t, typ, ds.data, ds.rowLen, func(q []byte) error { return QuantizeRefWeighted(typ, q, ds.data, ds.rowLen, imp) })
 				optQ, optY := quantDequant(t, typ, ds.data, ds.rowLen, func(q []byte) error { return Quantize(typ, q, ds.data, ds.rowLen, imp) })
 				eRef := weightedMSE(refY, ds.data, ds.rowLen, imp)
 				eOpt := weightedMSE(optY, ds.data, ds.rowLen, imp)
@@ -112,9 +112,9 @@ func TestQuantizeNotWorse(t *testing.T) {
 					t.Errorf("%s: weighted RMSE %.6g above the reference's %.6g", name, math.Sqrt(eOpt), math.Sqrt(eRef))
 				}
 				switch typ {
-				case F32, F16, BF16, Q4_1, Q5_0, Q5_1, IQ4_NL:
+				case F32, F16, BF16:
 					if !bytes.Equal(refQ, optQ) {
-						t.Errorf("%s: Quantize differs from QuantizeRef for a type without a search", name)
+						t.Errorf("%s: Quantize differs from QuantizeRef for a float type", name)
 					}
 				default:
 					if !(eOpt < eRef) {
@@ -177,7 +177,7 @@ func TestQuantizeImportanceShiftsError(t *testing.T) {
 		}
 		return hi / float64(nh), lo / float64(nl)
 	}
-	for _, typ := range []Type{Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0} {
+	for _, typ := range []Type{Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, TQ1_0, TQ2_0} {
 		_, plain := quantDequant(t, typ, x, rowLen, func(q []byte) error { return Quantize(typ, q, x, rowLen, nil) })
 		_, weighted := quantDequant(t, typ, x, rowLen, func(q []byte) error { return Quantize(typ, q, x, rowLen, imp) })
 		hiP, loP := split(plain)

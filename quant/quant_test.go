@@ -152,6 +152,8 @@ func TestRowSize(t *testing.T) {
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
+// TestFallbacks checks the ladder against llama.cpp's tensor_type_fallback
+// (src/llama-quant.cpp): one fallback type, then F16.
 func TestFallbacks(t *testing.T) {
 	tests := []struct {
 		typ    Type
@@ -159,16 +161,26 @@ func TestFallbacks(t *testing.T) {
 		ladder []Type
 		fit    Type
 	}{
-		{Q4_K, 512, []Type{Q8_0, F16}, Q4_K},
-		{Q4_K, 64, []Type{Q8_0, F16}, Q8_0},
-		{Q5_K, 96, []Type{Q8_0, F16}, Q8_0},
+		{Q4_K, 512, []Type{Q5_0, F16}, Q4_K},
+		{Q4_K, 576, []Type{Q5_0, F16}, Q5_0}, // SmolLM2's hidden size
+		{Q4_K, 896, []Type{Q5_0, F16}, Q5_0}, // Qwen2.5-0.5B's
+		{Q4_K, 172, []Type{Q5_0, F16}, F16},
+		{Q5_K, 96, []Type{Q5_1, F16}, Q5_1},
+		{Q6_K, 64, []Type{Q8_0, F16}, Q8_0},
 		{Q6_K, 172, []Type{Q8_0, F16}, F16},
 		{Q2_K, 64, []Type{Q4_0, F16}, Q4_0},
 		{Q3_K, 172, []Type{Q4_0, F16}, F16},
 		{TQ1_0, 288, []Type{Q4_0, F16}, Q4_0},
 		{TQ2_0, 256, []Type{Q4_0, F16}, TQ2_0},
+		{IQ2_XXS, 576, []Type{IQ4_NL, F16}, IQ4_NL},
+		{IQ1_M, 100, []Type{IQ4_NL, F16}, F16},
+		{IQ3_S, 768, []Type{IQ4_NL, F16}, IQ3_S},
 		{Q8_0, 172, []Type{F16}, F16},
 		{Q4_0, 64, []Type{F16}, Q4_0},
+		{Q4_1, 48, []Type{F16}, F16},
+		{Q5_0, 96, []Type{F16}, Q5_0},
+		{Q5_1, 100, []Type{F16}, F16},
+		{IQ4_NL, 576, []Type{F16}, IQ4_NL},
 		{F16, 3, nil, F16},
 		{BF16, 3, nil, BF16},
 		{F32, 3, nil, F32},
@@ -182,8 +194,13 @@ func TestFallbacks(t *testing.T) {
 			t.Errorf("FitType(%s, %d) = %v, %v; want %v", tc.typ, tc.rowLen, got, err, tc.fit)
 		}
 	}
+	// Every ladder of a block type shrinks the block and ends with F16; a
+	// new 256-block type needs its llama.cpp fallback added to Fallbacks.
 	for _, typ := range Types() {
 		ladder := Fallbacks(typ)
+		if typ.BlockSize() > 1 && (len(ladder) == 0 || ladder[len(ladder)-1] != F16) {
+			t.Errorf("Fallbacks(%s) = %v: a block type's ladder must end with F16", typ, ladder)
+		}
 		for i, f := range ladder {
 			if f.BlockSize() >= typ.BlockSize() || (i > 0 && f.BlockSize() >= ladder[i-1].BlockSize()) {
 				t.Errorf("Fallbacks(%s) = %v: block sizes must shrink", typ, ladder)

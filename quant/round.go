@@ -46,12 +46,12 @@ func clampInt(l, lo, hi int32) int32 {
 
 func sqrtf(f float32) float32 { return float32(math.Sqrt(float64(f))) }
 
-// makeQxQuants is ggml's make_qx_quants for the case the reference
-// quantizers use: rmse_type 1 (weights x²) and no importance weights. It
+// makeQxQuants is ggml's make_qx_quants with rmse_type 1: the weights are
+// qw when given (the importance-weighted quantizers) and x² otherwise. It
 // quantizes x (at most 32 values) symmetrically to [-nmax, nmax-1], stores
 // the levels plus nmax in L, and returns the scale found by a small search
 // around nmax/max.
-func makeQxQuants(nmax int32, x []float32, L []int8) float32 {
+func makeQxQuants(nmax int32, x, qw []float32, L []int8) float32 {
 	n := len(x)
 	L = L[:n]
 	max := signedMax32(x)
@@ -61,12 +61,16 @@ func makeQxQuants(nmax int32, x []float32, L []int8) float32 {
 		}
 		return 0
 	}
-	// ggml forms w·x·l and w·l·l with w = x² in every step; w and w·x are
-	// the same each time, so they are computed once (same float32 values).
+	// ggml forms w·x·l and w·l·l in every step; w and w·x are the same
+	// each time, so they are computed once (same float32 values).
 	var wBuf, wxBuf [32]float32
 	w, wx := wBuf[:n], wxBuf[:n]
 	for i, v := range x {
-		w[i] = v * v
+		if qw != nil {
+			w[i] = qw[i]
+		} else {
+			w[i] = v * v
+		}
 		wx[i] = w[i] * v
 	}
 	iscale := float32(-nmax) / max

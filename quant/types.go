@@ -202,39 +202,6 @@ func (t Type) rowSize(n int) (int, error) {
 	return n / c.blockSize * c.typeSize, nil
 }
 
-// Fallbacks is the ordered list of types to try, after t, for rows whose
-// length t cannot hold (the ladder in the package documentation). Every
-// list ends with F16, whose block size is 1; F16, BF16 and F32 have none.
-func Fallbacks(t Type) []Type {
-	switch t {
-	case Q2_K, Q3_K, TQ1_0, TQ2_0:
-		return []Type{Q4_0, F16}
-	case Q4_K, Q5_K, Q6_K:
-		return []Type{Q8_0, F16}
-	case Q4_0, Q8_0:
-		return []Type{F16}
-	}
-	return nil
-}
-
-// FitType returns t if rows of rowLen elements fit it, otherwise the first of
-// Fallbacks(t) that fits. It fails for an unsupported type or a row length
-// below 1.
-func FitType(t Type, rowLen int) (Type, error) {
-	if !t.Valid() {
-		return 0, fmt.Errorf("quant: unsupported type id %d", uint32(t))
-	}
-	if rowLen <= 0 {
-		return 0, fmt.Errorf("quant: row length %d is not positive", rowLen)
-	}
-	for _, c := range append([]Type{t}, Fallbacks(t)...) {
-		if rowLen%c.BlockSize() == 0 {
-			return c, nil
-		}
-	}
-	return 0, fmt.Errorf("quant: %w", &RowLengthError{Type: t, RowLen: rowLen, BlockSize: t.BlockSize()})
-}
-
 // shape checks a buffer pair for QuantizeRef and Dequantize and returns the
 // number of rows.
 func shape(t Type, rowLen, nElems, nBytes int) (int, error) {

@@ -50,14 +50,15 @@ func TestQuantizeFixture(t *testing.T) {
 		rot    bool
 		maxRel float64
 		// output types expected for a 64-column matrix, the 172-column
-		// down_proj and the embedding
-		t64, t172, emb string
+		// down_proj, the embedding and lm_head (a tied embedding is the
+		// head: the rotation unties it)
+		t64, t172, emb, head string
 	}{
-		{"q8_0", false, 0.01, "Q8_0", "F16", "Q8_0"},
-		{"q4_k", false, 0.12, "Q8_0", "F16", "Q8_0"},
-		{"q4_k", true, 0.12, "Q8_0", "F16", "Q8_0"},
-		{"q4_0", true, 0.2, "Q4_0", "F16", "Q4_0"},
-		{"f32", true, 0, "F32", "F32", "F32"},
+		{"q8_0", false, 0.01, "Q8_0", "F16", "Q8_0", "Q8_0"},
+		{"q4_k", false, 0.12, "Q5_0", "F16", "Q8_0", "Q8_0"},
+		{"q4_k", true, 0.12, "Q5_0", "F16", "Q5_0", "Q8_0"},
+		{"q4_0", true, 0.2, "Q4_0", "F16", "Q4_0", "Q4_0"},
+		{"f32", true, 0, "F32", "F32", "F32", "F32"},
 	} {
 		r, err := shards.NamedRecipe(tc.recipe)
 		if err != nil {
@@ -88,8 +89,10 @@ func TestQuantizeFixture(t *testing.T) {
 				switch {
 				case res.Role == "down":
 					want = tc.t172
-				case res.Role == "embed" || res.Role == "lm_head":
+				case res.Role == "embed":
 					want = tc.emb
+				case res.Role == "lm_head":
+					want = tc.head
 				case res.Role == "q" || res.Role == "k" || res.Role == "v" || res.Role == "o" || res.Role == "gate" || res.Role == "up":
 					want = tc.t64
 				default:
