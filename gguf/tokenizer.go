@@ -1,11 +1,9 @@
 package gguf
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 )
 
 // Token types of tokenizer.ggml.token_type (llama.cpp's llama_token_type).
@@ -16,13 +14,6 @@ const (
 	TokenUserDefined int32 = 4
 	TokenUnused      int32 = 5
 	TokenByte        int32 = 6
-)
-
-// Pre-tokenizer regular expressions of tokenizer.json files whose llama.cpp
-// pre-tokenizer name package gguf recognises.
-const (
-	llama3Regex = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-	qwen2Regex  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
 // hfTokenizer is the part of a Hugging Face tokenizer.json that GGUF needs.
@@ -147,7 +138,13 @@ type TokenizerOptions struct {
 //     merges) - 1. (llama.cpp's own converter gives every token -1000,
 //     which makes its tokenizer merge left to right instead.)
 //   - GPT-2 byte-level vocabularies get model "gpt2": tokens, merges,
-//     token_type, pre, bos/eos ids, add_bos_token, add_eos_token.
+//     token_type, pre, bos/eos ids, the unknown id (model.unk_token),
+//     add_space_prefix (the ByteLevel pre-tokenizer's add_prefix_space),
+//     add_bos_token, add_eos_token.
+//
+// Both also get padding_token_id (tokenizer_config.json's pad_token) and
+// tokenizer.chat_template (its chat_template; a list of named templates
+// gives tokenizer.chat_template.<name> for each but "default").
 func TokenizerMetadata(tokenizerJSON []byte, opts TokenizerOptions) (Metadata, error) {
 	var tj hfTokenizer
 	if err := json.Unmarshal(tokenizerJSON, &tj); err != nil {
@@ -165,6 +162,10 @@ func TokenizerMetadata(tokenizerJSON []byte, opts TokenizerOptions) (Metadata, e
 		AddEOS *bool           `json:"add_eos_token"`
 		BOS    json.RawMessage `json:"bos_token"`
 		EOS    json.RawMessage `json:"eos_token"`
+		Pad    json.RawMessage `json:"pad_token"`
+		// ChatTemplate is a template string, or a list of named
+		// templates ({"name": ..., "template": ...}).
+		ChatTemplate json.RawMessage `json:"chat_template"`
 	}
 	if len(opts.Config) > 0 {
 		if err := json.Unmarshal(opts.Config, &tc); err != nil {
@@ -338,6 +339,22 @@ func TokenizerMetadata(tokenizerJSON []byte, opts TokenizerOptions) (Metadata, e
 			KV{"tokenizer.ggml.token_type", types},
 			KV{"tokenizer.ggml.merges", merges},
 		)
+		if tj.Model.UnkToken != nil {
+			if id, ok := ids[*tj.Model.UnkToken]; ok {
+				md = append(md, KV{"tokenizer.ggml.unknown_token_id", uint32(id)})
+			}
+		}
+		// The ByteLevel pre-tokenizer's add_prefix_space (true by default
+		// in tokenizers): llama.cpp's BPE tokenizer does not prepend the
+		// space, but drops a leading one when detokenizing.
+		prefix := false
+		jsonNodes(tj.PreTokenizer, func(m map[string]any) {
+			if t, _ := m["type"].(string); t == "ByteLevel" {
+				add, ok := m["add_prefix_space"].(bool)
+				prefix = prefix || add || !ok
+			}
+		})
+		md = append(md, KV{"tokenizer.ggml.add_space_prefix", prefix})
 	}
 	if bos >= 0 {
 		if bos >= n {
@@ -351,8 +368,15 @@ func TokenizerMetadata(tokenizerJSON []byte, opts TokenizerOptions) (Metadata, e
 		}
 		md = append(md, KV{"tokenizer.ggml.eos_token_id", uint32(eos)})
 	}
+	if pad := tokenID(tc.Pad); pad >= 0 {
+		md = append(md, KV{"tokenizer.ggml.padding_token_id", uint32(pad)})
+	}
 	md = append(md, KV{"tokenizer.ggml.add_bos_token", addBOS}, KV{"tokenizer.ggml.add_eos_token", addEOS})
-	return md, nil
+	tmpl, err := chatTemplates(tc.ChatTemplate)
+	if err != nil {
+		return nil, err
+	}
+	return append(md, tmpl...), nil
 }
 
 // spmScores gives each token minus the rank of the first merge producing
@@ -382,34 +406,34 @@ func spmScores(tj *hfTokenizer, tokens []string, ids map[string]int) ([]float32,
 	return scores, nil
 }
 
-// preName recognises llama.cpp's pre-tokenizer name from a GPT-2 byte-level
-// pre_tokenizer.
-func preName(raw json.RawMessage) (string, error) {
-	var patterns []string
-	jsonNodes(raw, func(m map[string]any) {
-		if t, _ := m["type"].(string); t != "Split" {
-			return
-		}
-		if p, ok := m["pattern"].(map[string]any); ok {
-			if re, ok := p["Regex"].(string); ok {
-				patterns = append(patterns, re)
-			}
-		}
-	})
-	switch {
-	case len(patterns) == 0:
-		return "gpt-2", nil
-	case len(patterns) == 1 && patterns[0] == llama3Regex:
-		return "llama-bpe", nil
-	case len(patterns) == 1 && patterns[0] == qwen2Regex:
-		return "qwen2", nil
+// chatTemplates returns tokenizer.chat_template (and, for a list of named
+// templates, tokenizer.chat_template.<name> for each but "default") from
+// tokenizer_config.json's chat_template.
+func chatTemplates(raw json.RawMessage) (Metadata, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
 	}
-	var b bytes.Buffer
-	for _, p := range patterns {
-		if !utf8.ValidString(p) {
-			p = strings.ToValidUTF8(p, "?")
-		}
-		fmt.Fprintf(&b, " %q", p)
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return Metadata{{"tokenizer.chat_template", one}}, nil
 	}
-	return "", fmt.Errorf("tokenizer.json: pre-tokenizer regex%s is not one package gguf recognises; set TokenizerOptions.Pre to llama.cpp's name for it", b.String())
+	var named []struct {
+		Name     string `json:"name"`
+		Template string `json:"template"`
+	}
+	if err := json.Unmarshal(raw, &named); err != nil {
+		return nil, fmt.Errorf("tokenizer_config.json: chat_template is neither a string nor a list of {name, template}")
+	}
+	var md Metadata
+	for _, t := range named {
+		key := "tokenizer.chat_template"
+		if t.Name != "default" {
+			key += "." + t.Name
+		}
+		if _, dup := md.Get(key); dup || t.Name == "" {
+			return nil, fmt.Errorf("tokenizer_config.json: chat_template name %q is empty or repeated", t.Name)
+		}
+		md = append(md, KV{key, t.Template})
+	}
+	return md, nil
 }

@@ -65,82 +65,6 @@ func (q *Quantized) RowBlock(first, n int, buf []float32) ([]float32, error) {
 	return out, nil
 }
 
-// GGUFConfig rebuilds a model.Config from a GGUF file's llama-family
-// metadata (llama, qwen2, qwen3 architectures).
-func GGUFConfig(f *gguf.File) (*model.Config, error) {
-	md := f.Metadata
-	arch, err := md.GetString("general.architecture")
-	if err != nil {
-		return nil, err
-	}
-	c := &model.Config{ModelType: arch}
-	switch arch {
-	case "llama":
-	case "qwen2":
-		c.AttentionBias = true
-	case "qwen3":
-		c.QKNorm = true
-	default:
-		return nil, fmt.Errorf("infer: GGUF architecture %q is not supported (llama, qwen2, qwen3)", arch)
-	}
-	u := func(key string, dst *int) error {
-		v, err := md.GetUint(arch + "." + key)
-		if err != nil {
-			return err
-		}
-		*dst = int(v)
-		return nil
-	}
-	for key, dst := range map[string]*int{
-		"embedding_length": &c.HiddenSize, "feed_forward_length": &c.IntermediateSize, "block_count": &c.NumLayers,
-		"attention.head_count": &c.NumHeads, "context_length": &c.MaxPositionEmbeddings,
-	} {
-		if err := u(key, dst); err != nil {
-			return nil, fmt.Errorf("infer: GGUF: %w", err)
-		}
-	}
-	c.NumKVHeads = c.NumHeads
-	if _, ok := md.Get(arch + ".attention.head_count_kv"); ok {
-		if err := u("attention.head_count_kv", &c.NumKVHeads); err != nil {
-			return nil, fmt.Errorf("infer: GGUF: %w", err)
-		}
-	}
-	c.HeadDim = c.HiddenSize / c.NumHeads
-	if _, ok := md.Get(arch + ".attention.key_length"); ok {
-		if err := u("attention.key_length", &c.HeadDim); err != nil {
-			return nil, fmt.Errorf("infer: GGUF: %w", err)
-		}
-	}
-	f32 := func(key string) (float64, error) {
-		v, ok := md.Get(arch + "." + key)
-		if !ok {
-			return 0, fmt.Errorf("metadata key %q is missing", arch+"."+key)
-		}
-		x, ok := v.(float32)
-		if !ok {
-			return 0, fmt.Errorf("metadata key %q is %T, want float32", arch+"."+key, v)
-		}
-		return float64(x), nil
-	}
-	if c.RMSNormEps, err = f32("attention.layer_norm_rms_epsilon"); err != nil {
-		return nil, fmt.Errorf("infer: GGUF: %w", err)
-	}
-	if c.RopeTheta, err = f32("rope.freq_base"); err != nil {
-		return nil, fmt.Errorf("infer: GGUF: %w", err)
-	}
-	if _, ok := f.Tensor(gguf.RopeFreqsName); ok {
-		return nil, fmt.Errorf("infer: GGUF: rope_freqs (llama3 rope scaling) is not read back yet")
-	}
-	emb, ok := f.Tensor("token_embd.weight")
-	if !ok || len(emb.Dims) != 2 {
-		return nil, fmt.Errorf("infer: GGUF: no 2-D token_embd.weight")
-	}
-	c.VocabSize = int(emb.Dims[1])
-	_, hasOutput := f.Tensor("output.weight")
-	c.TieWordEmbeddings = !hasOutput
-	return c, nil
-}
-
 // LoadGGUF reads a GGUF file from a store and builds a model whose linear
 // weights stay quantized (see Quantized); vectors are F32. Query and key
 // rows are mapped back from llama.cpp's order for the llama architecture.
@@ -154,7 +78,7 @@ func LoadGGUF(ctx context.Context, s store.Store, key string, opts Options) (*Mo
 	if err != nil {
 		return nil, fmt.Errorf("load GGUF %s: %w", store.Describe(s, key), err)
 	}
-	cfg, err := GGUFConfig(f)
+	cfg, err := gguf.LlamaConfig(f, ra)
 	if err != nil {
 		return nil, fmt.Errorf("load GGUF %s: %w", store.Describe(s, key), err)
 	}

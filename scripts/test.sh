@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs the tools it needs (MinIO, node-llama-cpp)
-# into .tools/, checks formatting and vet, runs every test against the real
-# services, then every fuzz target for a bounded time.
+# and the smallest real model (SmolLM2-135M, scripts/models.sh) into .tools/,
+# checks formatting and vet, runs every test against the real services, then
+# every fuzz target for a bounded time.
 #   FUZZTIME=10s   time per fuzz target (0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ fi
 
 echo "== go vet"
 go vet ./...
+
+echo "== real models (the smallest; testdata/models/REAL.md)"
+bash scripts/models.sh > /dev/null
 
 echo "== go test"
 go test -count=1 -timeout 30m ./...

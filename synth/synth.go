@@ -5,6 +5,7 @@
 package synth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -97,39 +98,19 @@ func Write(ctx context.Context, s store.Store, raw map[string]any, cfg *model.Co
 		specs = append(specs, sp)
 		total += sp.Bytes()
 	}
-	// Split into files in model order.
-	var files [][]safetensors.TensorSpec
-	var cur []safetensors.TensorSpec
-	var curBytes int64
-	for _, sp := range specs {
-		if len(cur) > 0 && curBytes+sp.Bytes() > opt.MaxShardBytes {
-			files = append(files, cur)
-			cur, curBytes = nil, 0
-		}
-		cur = append(cur, sp)
-		curBytes += sp.Bytes()
-	}
-	files = append(files, cur)
-	names := make([]string, len(files))
-	weightMap := map[string]string{}
-	for i := range files {
-		names[i] = model.SingleFile
-		if len(files) > 1 {
-			names[i] = fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(files))
-		}
-		for _, sp := range files[i] {
-			weightMap[sp.Name] = names[i]
-		}
-	}
+	files := model.PlanShards(specs, opt.MaxShardBytes)
 	var done int64
-	for i, fs := range files {
-		if err := writeFile(ctx, s, names[i], fs, opt, &done, total); err != nil {
+	for _, f := range files {
+		if err := writeFile(ctx, s, f.Name, f.Tensors, opt, &done, total); err != nil {
 			return err
 		}
 	}
 	if len(files) > 1 {
-		idx, _ := json.MarshalIndent(map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}, "", "  ")
-		if _, err := s.Put(ctx, model.IndexFile, strings.NewReader(string(idx)), int64(len(idx))); err != nil {
+		idx, err := model.IndexJSON(files)
+		if err != nil {
+			return fmt.Errorf("synth: %w", err)
+		}
+		if _, err := s.Put(ctx, model.IndexFile, bytes.NewReader(idx), int64(len(idx))); err != nil {
 			return fmt.Errorf("synth: %w", err)
 		}
 	}

@@ -3,6 +3,7 @@
 //
 //	adaptq inspect [--json] [--scan=false] <model location>
 //	adaptq synth --shape <name|json> [--layers N] [--dtype bf16] [--seed 1] --out <location>
+//	adaptq import <file.gguf> --out <location> [--dtype f16|bf16|f32] [--max-shard-gib 4]
 //	adaptq export --model <location> --type q4_k [--rotate hadamard --seed 1] --out <location>
 //	adaptq verify --model <checkpoint or .gguf> [--reference <checkpoint>] --text <file> [--ctx 256] [--protocol full|llama.cpp]
 //	adaptq generate --model <checkpoint or .gguf> [--prompt text] [-n 48]
@@ -34,6 +35,7 @@ func commands() []command {
 	return []command{
 		{"inspect", "describe a checkpoint: architecture, parameters, sizes, a per-tensor table", runInspect},
 		{"synth", "write a synthetic checkpoint with the tensor shapes of a named architecture", runSynth},
+		{"import", "turn a GGUF file into a Hugging Face checkpoint (config.json, safetensors, tokenizer.json)", runImport},
 		{"quantize", "quantize a checkpoint with the Temporal pipeline (embedded server and worker unless --temporal)", runQuantize},
 		{"export", "quantize a checkpoint into shard objects, one GGUF file and a Parquet manifest (no Temporal)", runExport},
 		{"verify", "evaluate a checkpoint: perplexity, KL divergence and top-1 agreement against a reference, speed", runVerify},

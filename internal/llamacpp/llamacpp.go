@@ -86,9 +86,11 @@ type Request struct {
 	Tokenize       []string  `json:"tokenize,omitempty"`
 }
 
-// Generate asks for greedy decoding of Tokens tokens after BOS.
+// Generate asks for greedy decoding of Tokens tokens after BOS, or after
+// Prompt's ids when it is set.
 type Generate struct {
-	Tokens int `json:"tokens"`
+	Tokens int   `json:"tokens"`
+	Prompt []int `json:"prompt,omitempty"`
 }
 
 // Score asks for the log-probability of each next token of each window, at

@@ -16,6 +16,7 @@
 //     "kvCacheType": "F32",        // K and V cache type; default llama.cpp's (F16)
 //     "flashAttention": false,     // default llama.cpp's ("auto")
 //     "generate": {"tokens": 47},  // greedy decoding from BOS
+//                                  // ("prompt": [ids] continues those instead)
 //     "score": {"windows": [[ids...], ...], "from": 128, "topK": 0},
 //     "tokenize": ["text", ...]
 //   }
@@ -26,10 +27,11 @@
 //     "score": [{"logprobs": [...], "top": [[[id, logprob], ...], ...], "ms": 12.3}],
 //     "tokenize": [[ids], ...]
 //   }
-// generate: tokens after BOS, argmax at every step; pieces are the tokens'
-// texts one by one; text is llama.cpp's detokenization of all of them. Both
-// are detokenized after the BOS token (which prints as nothing), so that the
-// space SentencePiece vocabularies mark with "▁" is kept at the start.
+// generate: tokens after BOS (or after the prompt), argmax at every step;
+// pieces are the tokens' texts one by one; text is llama.cpp's
+// detokenization of all of them. From BOS both are detokenized after the
+// BOS token (which prints as nothing), so that the space SentencePiece
+// vocabularies mark with "▁" is kept at the start.
 // score: for window w and every position p with from <= p < len(w)-1, the
 // natural-log probability llama.cpp's softmax of the logits at p gives the
 // token w[p+1] (the window is evaluated from scratch, in one sequence); with
@@ -110,13 +112,14 @@ async function main() {
     if (req.generate) {
         const n = req.generate.tokens ?? 16;
         const bos = model.tokens.bos;
-        if (bos == null)
+        const prompt = req.generate.prompt;
+        if (bos == null && prompt == null)
             fail("model has no BOS token");
         await sequence.clearHistory();
         // Feed each chosen token back explicitly: one step of controlled
         // evaluation per token, argmax over the full distribution.
         const tokens = [];
-        let input = [bos];
+        let input = prompt ?? [bos];
         for (let i = 0; i < n; i++) {
             const items = input.map((t, j) => j === input.length - 1
                 ? [t, {generateNext: {probabilities: true, options: fullDistribution}}]
@@ -135,10 +138,14 @@ async function main() {
             tokens.push(best);
             input = [best];
         }
-        out.generate = {
+        out.generate = prompt == null ? {
             tokens,
             pieces: tokens.map((t) => model.detokenize([bos, t], false)),
             text: model.detokenize([bos, ...tokens], false)
+        } : {
+            tokens,
+            pieces: tokens.map((t) => model.detokenize([t], false)),
+            text: model.detokenize(tokens, false)
         };
     }
 
