@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/store"
 )
@@ -204,6 +206,9 @@ func TestOpenLocations(t *testing.T) {
 		{"s3:///x", "", true},
 		{"gs://bucket/x", "", true},
 		{"file://host/x", "", true},
+		{"file:///", "file:///", false},
+		{"/", "file:///", false},
+		{"file://", "", true},
 		{"", "", true},
 	} {
 		s, err := store.Open(tc.loc)
@@ -248,12 +253,55 @@ func TestSplitObject(t *testing.T) {
 		{"s3://bucket/prefix/model.gguf", "s3://bucket/prefix", "model.gguf"},
 		{"s3://bucket/text.txt", "s3://bucket", "text.txt"},
 		{"file.txt", ".", "file.txt"},
+		{"/root.txt", "/", "root.txt"},
+		{"/dir/", "/", "dir"},
+		{"file:///root.txt", "file:///", "root.txt"},
+		{"file:///abs/dir/t.txt", "file:///abs/dir", "t.txt"},
+		{"file://localhost/t.txt", "file://localhost/", "t.txt"},
 		{"s3://bucket", "", ""},
+		{"s3://bucket/", "", ""},
+		{"/", "", ""},
+		{"file:///", "", ""},
 		{"", "", ""},
 	} {
 		dir, key, err := store.SplitObject(tc.loc)
 		if (err != nil) != (tc.key == "") || dir != tc.dir || key != tc.key {
 			t.Errorf("SplitObject(%q) = %q, %q, %v; want %q, %q", tc.loc, dir, key, err, tc.dir, tc.key)
 		}
+	}
+}
+
+// TestS3Refusals: a request with a wrong secret and an anonymous one are
+// refused as ErrDenied (not retried as a store fault), a store without
+// credentials says so before any request, and one with them passes.
+func TestS3Refusals(t *testing.T) {
+	ctx := context.Background()
+	m := minio.Get(t)
+	good := minio.Store(t, "adaptq-refusals", "")
+	if _, err := good.Put(ctx, "x", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := good.CheckCredentials(ctx); err != nil {
+		t.Fatalf("static credentials: %v", err)
+	}
+	cfg := store.S3Config{Endpoint: m.Endpoint, Bucket: "adaptq-refusals"}
+	wrong, err := store.NewS3(cfg, credentials.NewStaticV4(m.AccessKey, "not-the-secret", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, err := store.NewS3(cfg, credentials.New(&credentials.Static{Value: credentials.Value{SignerType: credentials.SignatureAnonymous}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*store.S3{"wrong secret": wrong, "anonymous": anon} {
+		if _, err := s.Stat(ctx, "x"); !errors.Is(err, store.ErrDenied) || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: stat: %v, want ErrDenied", name, err)
+		}
+		if _, err := s.Put(ctx, "y", bytes.NewReader([]byte("y")), 1); !errors.Is(err, store.ErrDenied) {
+			t.Errorf("%s: put: %v, want ErrDenied", name, err)
+		}
+	}
+	if err := anon.CheckCredentials(ctx); !errors.Is(err, store.ErrNoCredentials) {
+		t.Errorf("anonymous: CheckCredentials %v, want ErrNoCredentials", err)
 	}
 }
