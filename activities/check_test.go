@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"go.temporal.io/sdk/temporal"
@@ -96,7 +98,9 @@ func TestCheckProblems(t *testing.T) {
 	heads.Rotation.Heads = true
 	badRot := q4k(t)
 	badRot.Rotation.Kind = "givens"
-	ev := func(text, proto string, ctxLen int) *TextInput { return &TextInput{Text: text, Ctx: ctxLen, Protocol: proto} }
+	ev := func(text, proto string, ctxLen int) *TextInput {
+		return &TextInput{Text: text, Ctx: ctxLen, Protocol: proto}
+	}
 	for _, tc := range []struct {
 		name  string
 		in    PlanInput
@@ -257,4 +261,22 @@ func TestCheckS3(t *testing.T) {
 	if _, ok := ProblemOf(err); err == nil || ok {
 		t.Errorf("endpoint down: %v, want a fault", err)
 	}
+}
+
+// FuzzNotText: notText finds a byte exactly when the bytes are not valid
+// UTF-8 or hold a NUL, and the offset it gives starts the first bad rune.
+func FuzzNotText(f *testing.F) {
+	for _, s := range []string{"", "plain", "caf\xc3\xa9", "\xff", "a\x00b", "\xe2\x82", "ok \xf0\x9f\x98\x80"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		i, what := notText(b)
+		bad := !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0
+		if (i >= 0) != bad {
+			t.Fatalf("notText(%q) = %d %q, valid text %v", b, i, what, !bad)
+		}
+		if i >= 0 && (!utf8.Valid(b[:i]) || bytes.IndexByte(b[:i], 0) >= 0) {
+			t.Fatalf("notText(%q) = %d: the bytes before are not text either", b, i)
+		}
+	})
 }

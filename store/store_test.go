@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -304,4 +305,31 @@ func TestS3Refusals(t *testing.T) {
 	if err := anon.CheckCredentials(ctx); !errors.Is(err, store.ErrNoCredentials) {
 		t.Errorf("anonymous: CheckCredentials %v, want ErrNoCredentials", err)
 	}
+}
+
+// FuzzSplitObject: a split never panics, its key is one non-empty path
+// element, and folder and key join back to the location (without its
+// trailing slashes).
+func FuzzSplitObject(f *testing.F) {
+	for _, s := range []string{"/x.txt", "x", "a/b/c", "s3://b/p/k", "s3://b", "file:///x", "file://localhost/x", "/", "//", "file://", "a//b/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, loc string) {
+		dir, key, err := store.SplitObject(loc)
+		if err != nil {
+			return
+		}
+		if key == "" || strings.Contains(key, "/") {
+			t.Fatalf("SplitObject(%q): key %q", loc, key)
+		}
+		scheme, rest := "", loc
+		if i := strings.Index(loc, "://"); i >= 0 {
+			scheme, rest = loc[:i+3], loc[i+3:]
+		}
+		trimmed := scheme + strings.TrimRight(rest, "/")
+		rootJoin := strings.HasSuffix(dir, "/") && dir+key == trimmed // "/" + "x", "file:///" + "x"
+		if !(dir == "." && key == trimmed) && dir+"/"+key != trimmed && !rootJoin {
+			t.Fatalf("SplitObject(%q) = %q, %q: does not join back to %q", loc, dir, key, trimmed)
+		}
+	})
 }

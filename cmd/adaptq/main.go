@@ -10,6 +10,10 @@
 // A location is a directory, file:///path or s3://bucket/prefix (endpoint and
 // credentials from ADAPTQ_S3_ENDPOINT, ADAPTQ_S3_TLS, AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY).
+//
+// A failure prints one line, "adaptq <command>: <location>: <what is
+// wrong>; <what to do>", and exits 2 for usage and bad input, 1 for
+// everything else (docs/USAGE.md).
 package main
 
 import (
