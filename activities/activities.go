@@ -68,27 +68,34 @@ func badInput(err error) error {
 		return nil
 	}
 	var ie *shards.InputError
-	if errors.Is(err, model.ErrInvalid) || errors.As(err, &ie) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+	var p *Problem
+	if errors.Is(err, model.ErrInvalid) || errors.As(err, &ie) || errors.As(err, &p) {
+		return BadInputError(err)
 	}
 	return err
 }
 
-// Recipe builds the recipe of a run from its name and options.
+// Recipe builds the recipe of a run from its name and options; an unknown
+// name or options that do not go together are a *Problem.
 func Recipe(name string, rot shards.Rotation, optimized, compress bool) (shards.Recipe, error) {
 	r, err := shards.NamedRecipe(name)
 	if err != nil {
-		return shards.Recipe{}, err
+		return shards.Recipe{}, problem(FieldRecipe, "", err.Error(), "choose a recipe adaptq knows (`adaptq quantize -h` lists them)", err)
 	}
 	r.Rotation, r.Optimized, r.Compress = rot, optimized, compress
-	return r, r.Validate()
+	return r, checkRecipe(r)
 }
 
-// PlanInput is the input of PlanModel.
+// PlanInput is the input of PlanModel: the run's inputs, which it checks
+// (Check) before it plans.
 type PlanInput struct {
 	Model  string        `json:"model"`
 	Output string        `json:"output"`
 	Recipe shards.Recipe `json:"recipe"`
+	// Evaluation is the text the run will be evaluated on, if any.
+	Evaluation *TextInput `json:"evaluation,omitempty"`
+	// Imatrix is the location of an importance-matrix file, if any.
+	Imatrix string `json:"imatrix,omitempty"`
 }
 
 // PlanOutput is what PlanModel returns: the plan's key and shape.
@@ -102,21 +109,15 @@ type PlanOutput struct {
 	SourceBytes int64    `json:"source_bytes"`
 }
 
-// PlanModel reads config.json and the safetensors headers, splits the model
-// into shards and writes the plan object.
+// PlanModel checks every input of the run (Check: bad input is a
+// non-retryable BadInput error carrying the Problem; a store fault is
+// retried), splits the model into shards and writes the plan object.
 func (a *Activities) PlanModel(ctx context.Context, in PlanInput) (PlanOutput, error) {
-	if err := in.Recipe.Validate(); err != nil {
-		return PlanOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
-	}
-	src, err := a.open(in.Model)
+	ck, err := a.Check(ctx, in)
 	if err != nil {
-		return PlanOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
+		return PlanOutput{}, badInput(err)
 	}
 	out, err := a.open(in.Output)
-	if err != nil {
-		return PlanOutput{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
-	}
-	ck, err := model.Open(ctx, src)
 	if err != nil {
 		return PlanOutput{}, badInput(err)
 	}

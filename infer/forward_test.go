@@ -401,6 +401,9 @@ func TestWindows(t *testing.T) {
 			if len(ws) != c.n {
 				t.Fatalf("%d windows, want %d", len(ws), c.n)
 			}
+			if k, err := CountWindows(len(ids), c.p, c.ctx); err != nil || k != c.n {
+				t.Fatalf("CountWindows: %d, %v; want %d", k, err, c.n)
+			}
 			if ws[0].First != c.first || ws[0].End != c.end {
 				t.Errorf("scored [%d, %d), want [%d, %d)", ws[0].First, ws[0].End, c.first, c.end)
 			}
@@ -421,6 +424,9 @@ func TestWindows(t *testing.T) {
 	} {
 		if _, err := Windows(c.ids, c.p, c.ctx, 1); err == nil {
 			t.Errorf("%s: no error", c.name)
+		}
+		if k, err := CountWindows(len(c.ids), c.p, c.ctx); (err == nil) != (c.name == "too few ids") || k != 0 {
+			t.Errorf("%s: CountWindows %d, %v", c.name, k, err)
 		}
 	}
 }
@@ -476,5 +482,25 @@ func TestNewModelErrors(t *testing.T) {
 	}
 	if _, err := m.Forward(context.Background(), []int32{1, int32(cfg.VocabSize)}); err == nil {
 		t.Error("token outside the vocabulary accepted")
+	}
+}
+
+// TestCountWindows: the count without building equals the windows built,
+// at every length around the window boundaries.
+func TestCountWindows(t *testing.T) {
+	ids := make([]int32, 40)
+	for _, p := range []Protocol{ProtocolFull, ProtocolLlamaCpp} {
+		for ctx := 4; ctx <= 10; ctx++ {
+			for n := 0; n <= len(ids); n++ {
+				k, err := CountWindows(n, p, ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ws, err := Windows(ids[:n], p, ctx, 1)
+				if len(ws) != k || (err != nil) != (k == 0) {
+					t.Fatalf("%s ctx %d, %d ids: CountWindows %d, Windows %d (%v)", p, ctx, n, k, len(ws), err)
+				}
+			}
+		}
 	}
 }

@@ -62,36 +62,45 @@ func (w Window) Hash() uint64 {
 	return h.Sum64()
 }
 
+// CountWindows is the number of complete windows a protocol cuts from n ids
+// (without BOS) at context length ctx, without building them; an unknown
+// protocol or a context below 4 is an error.
+func CountWindows(n int, p Protocol, ctx int) (int, error) {
+	if ctx < 4 {
+		return 0, fmt.Errorf("infer: context length %d too small", ctx)
+	}
+	switch p {
+	case ProtocolFull:
+		return n / (ctx - 1), nil
+	case ProtocolLlamaCpp:
+		return (n + 1) / ctx, nil // the stream is BOS, then the ids
+	}
+	return 0, fmt.Errorf("infer: unknown perplexity protocol %q (want %q or %q)", p, ProtocolFull, ProtocolLlamaCpp)
+}
+
 // Windows cuts ids (without BOS) into the windows of a protocol at
 // context length ctx. bos is the BOS token id.
 func Windows(ids []int32, p Protocol, ctx int, bos int32) ([]Window, error) {
-	if ctx < 4 {
-		return nil, fmt.Errorf("infer: context length %d too small", ctx)
+	k, err := CountWindows(len(ids), p, ctx)
+	if err != nil {
+		return nil, err
 	}
-	var out []Window
-	switch p {
-	case ProtocolFull:
-		n := ctx - 1
-		for i := 0; (i+1)*n <= len(ids); i++ {
-			in := make([]int32, ctx)
-			in[0] = bos
-			copy(in[1:], ids[i*n:(i+1)*n])
-			out = append(out, Window{Index: i, Input: in, First: 0, End: ctx - 1})
-		}
-	case ProtocolLlamaCpp:
-		stream := len(ids) + 1 // BOS, then the ids
-		for i := 0; (i+1)*ctx <= stream; i++ {
-			in := make([]int32, ctx)
-			// Stream position s holds ids[s-1]; position i·ctx is replaced by BOS.
-			in[0] = bos
-			copy(in[1:], ids[i*ctx:(i+1)*ctx-1])
-			out = append(out, Window{Index: i, Input: in, First: ctx / 2, End: ctx - 1})
-		}
-	default:
-		return nil, fmt.Errorf("infer: unknown perplexity protocol %q (want %q or %q)", p, ProtocolFull, ProtocolLlamaCpp)
-	}
-	if len(out) == 0 {
+	if k == 0 {
 		return nil, fmt.Errorf("infer: %d ids make no complete window of protocol %q at context %d", len(ids), p, ctx)
+	}
+	out := make([]Window, k)
+	for i := range out {
+		in := make([]int32, ctx)
+		in[0] = bos
+		if p == ProtocolFull {
+			n := ctx - 1
+			copy(in[1:], ids[i*n:(i+1)*n])
+			out[i] = Window{Index: i, Input: in, First: 0, End: ctx - 1}
+			continue
+		}
+		// Stream position s holds ids[s-1]; position i·ctx is replaced by BOS.
+		copy(in[1:], ids[i*ctx:(i+1)*ctx-1])
+		out[i] = Window{Index: i, Input: in, First: ctx / 2, End: ctx - 1}
 	}
 	return out, nil
 }

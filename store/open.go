@@ -31,6 +31,9 @@ func Open(location string) (Store, error) {
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, fmt.Errorf("location %q: file URLs name a local path (file:///path)", location)
 		}
+		if u.Path == "" {
+			return nil, fmt.Errorf("location %q names no path (file:///path)", location)
+		}
 		return NewLocal(u.Path)
 	case strings.Contains(location, "://"):
 		return nil, fmt.Errorf("location %q: unsupported scheme (use a path, file:// or s3://)", location)
@@ -41,18 +44,33 @@ func Open(location string) (Store, error) {
 }
 
 // SplitObject splits the location of one object ("dir/file",
-// "s3://bucket/prefix/file", or a bare "file") into the location of its
-// folder, for Open, and its key there.
+// "s3://bucket/prefix/file", "file:///dir/file", or a bare "file") into the
+// location of its folder, for Open, and its key there. A folder part that
+// is empty is the root of its file system ("/file" is in "/",
+// "file:///file" in "file:///") or, for a bare name, the working directory.
 func SplitObject(location string) (dir, key string, err error) {
-	loc := strings.TrimRight(location, "/")
-	i := strings.LastIndex(loc, "/")
-	switch {
-	case loc == "":
-		return "", "", fmt.Errorf("empty object location")
-	case i < 0:
-		return ".", loc, nil
-	case strings.HasSuffix(loc[:i], ":/"): // "s3://bucket": no object
-		return "", "", fmt.Errorf("location %q names a bucket or root, not an object", location)
+	scheme, rest := "", location
+	if i := strings.Index(location, "://"); i >= 0 {
+		scheme, rest = location[:i+3], location[i+3:]
 	}
-	return loc[:i], loc[i+1:], nil
+	rest = strings.TrimRight(rest, "/")
+	switch {
+	case location == "":
+		return "", "", fmt.Errorf("empty object location")
+	case rest == "":
+		return "", "", fmt.Errorf("location %q names a root or bucket, not an object", location)
+	}
+	i := strings.LastIndex(rest, "/")
+	switch {
+	case scheme == "" && i < 0:
+		return ".", rest, nil
+	case scheme == "" && i == 0:
+		return "/", rest[1:], nil
+	case scheme == "file://" && i >= 0 && !strings.Contains(rest[:i], "/"):
+		// "file:///x" is in "file:///", "file://localhost/x" in "file://localhost/".
+		return scheme + rest[:i] + "/", rest[i+1:], nil
+	case scheme != "" && i < 0: // "s3://bucket": no object
+		return "", "", fmt.Errorf("location %q names a root or bucket, not an object", location)
+	}
+	return scheme + rest[:i], rest[i+1:], nil
 }

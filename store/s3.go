@@ -47,6 +47,7 @@ type S3Config struct {
 // S3 is a Store over an S3-compatible bucket and key prefix.
 type S3 struct {
 	cfg    S3Config
+	creds  *credentials.Credentials
 	client *minio.Client
 	core   minio.Core
 }
@@ -115,7 +116,7 @@ func NewS3(cfg S3Config, creds *credentials.Credentials) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("S3 store %s: %w", cfg.Endpoint, err)
 	}
-	return &S3{cfg: cfg, client: client, core: minio.Core{Client: client}}, nil
+	return &S3{cfg: cfg, creds: creds, client: client, core: minio.Core{Client: client}}, nil
 }
 
 // Client is the underlying minio-go client (for server-side operations
@@ -163,9 +164,31 @@ func (s *S3) EnsureBucket(ctx context.Context) error {
 	return nil
 }
 
+// CheckCredentials resolves the store's credentials (asking the IAM role
+// when none are in the environment, within ctx) and returns an error
+// matching ErrNoCredentials when there are none: every request would then
+// be anonymous and refused.
+func (s *S3) CheckCredentials(ctx context.Context) error {
+	v, err := s.creds.GetWithContext(&credentials.CredContext{Context: ctx})
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", s.Location(), ErrNoCredentials, err)
+	}
+	if v.AccessKeyID == "" {
+		return fmt.Errorf("%s: %w", s.Location(), ErrNoCredentials)
+	}
+	return nil
+}
+
+// deniedCodes are the S3 error codes of a request the store refuses for
+// who sent it: no, wrong or expired credentials, or no permission.
+var deniedCodes = map[string]bool{"AccessDenied": true, "InvalidAccessKeyId": true, "SignatureDoesNotMatch": true,
+	"InvalidToken": true, "ExpiredToken": true, "AllAccessDisabled": true, "AccountProblem": true}
+
 func (s *S3) wrap(op, key string, err error) error {
 	resp := minio.ToErrorResponse(err)
 	switch {
+	case resp.StatusCode == http.StatusForbidden || deniedCodes[resp.Code]:
+		return fmt.Errorf("%s %s: %w", op, Describe(s, key), deniedError{err})
 	case resp.StatusCode == http.StatusNotFound || resp.Code == "NoSuchKey":
 		return fmt.Errorf("%s %s: %w", op, Describe(s, key), ErrNotFound)
 	case resp.StatusCode == http.StatusPreconditionFailed || resp.Code == "PreconditionFailed":

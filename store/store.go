@@ -26,6 +26,22 @@ var ErrRange = errors.New("range beyond the object")
 // ErrExists is returned (wrapped) by PutIfAbsent when the object exists.
 var ErrExists = errors.New("object already exists")
 
+// ErrDenied is matched (errors.Is) by errors of a request the store refused
+// for who sent it (S3: missing, wrong or expired credentials, no
+// permission); a retry does not cure it. The error's text is the store's.
+var ErrDenied = errors.New("access denied")
+
+// ErrNoCredentials is returned (wrapped) by S3.CheckCredentials when the
+// environment and the IAM role provide no credentials.
+var ErrNoCredentials = errors.New("no S3 credentials")
+
+// deniedError marks a store's refusal as ErrDenied and keeps its text.
+type deniedError struct{ err error }
+
+func (e deniedError) Error() string        { return e.err.Error() }
+func (e deniedError) Unwrap() error        { return e.err }
+func (e deniedError) Is(target error) bool { return target == ErrDenied }
+
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {
 	// Key is the object's key relative to the store's root.

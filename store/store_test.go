@@ -7,8 +7,11 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/store"
@@ -204,6 +207,9 @@ func TestOpenLocations(t *testing.T) {
 		{"s3:///x", "", true},
 		{"gs://bucket/x", "", true},
 		{"file://host/x", "", true},
+		{"file:///", "file:///", false},
+		{"/", "file:///", false},
+		{"file://", "", true},
 		{"", "", true},
 	} {
 		s, err := store.Open(tc.loc)
@@ -248,7 +254,15 @@ func TestSplitObject(t *testing.T) {
 		{"s3://bucket/prefix/model.gguf", "s3://bucket/prefix", "model.gguf"},
 		{"s3://bucket/text.txt", "s3://bucket", "text.txt"},
 		{"file.txt", ".", "file.txt"},
+		{"/root.txt", "/", "root.txt"},
+		{"/dir/", "/", "dir"},
+		{"file:///root.txt", "file:///", "root.txt"},
+		{"file:///abs/dir/t.txt", "file:///abs/dir", "t.txt"},
+		{"file://localhost/t.txt", "file://localhost/", "t.txt"},
 		{"s3://bucket", "", ""},
+		{"s3://bucket/", "", ""},
+		{"/", "", ""},
+		{"file:///", "", ""},
 		{"", "", ""},
 	} {
 		dir, key, err := store.SplitObject(tc.loc)
@@ -256,4 +270,66 @@ func TestSplitObject(t *testing.T) {
 			t.Errorf("SplitObject(%q) = %q, %q, %v; want %q, %q", tc.loc, dir, key, err, tc.dir, tc.key)
 		}
 	}
+}
+
+// TestS3Refusals: a request with a wrong secret and an anonymous one are
+// refused as ErrDenied (not retried as a store fault), a store without
+// credentials says so before any request, and one with them passes.
+func TestS3Refusals(t *testing.T) {
+	ctx := context.Background()
+	m := minio.Get(t)
+	good := minio.Store(t, "adaptq-refusals", "")
+	if _, err := good.Put(ctx, "x", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := good.CheckCredentials(ctx); err != nil {
+		t.Fatalf("static credentials: %v", err)
+	}
+	cfg := store.S3Config{Endpoint: m.Endpoint, Bucket: "adaptq-refusals"}
+	wrong, err := store.NewS3(cfg, credentials.NewStaticV4(m.AccessKey, "not-the-secret", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon, err := store.NewS3(cfg, credentials.New(&credentials.Static{Value: credentials.Value{SignerType: credentials.SignatureAnonymous}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]*store.S3{"wrong secret": wrong, "anonymous": anon} {
+		if _, err := s.Stat(ctx, "x"); !errors.Is(err, store.ErrDenied) || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: stat: %v, want ErrDenied", name, err)
+		}
+		if _, err := s.Put(ctx, "y", bytes.NewReader([]byte("y")), 1); !errors.Is(err, store.ErrDenied) {
+			t.Errorf("%s: put: %v, want ErrDenied", name, err)
+		}
+	}
+	if err := anon.CheckCredentials(ctx); !errors.Is(err, store.ErrNoCredentials) {
+		t.Errorf("anonymous: CheckCredentials %v, want ErrNoCredentials", err)
+	}
+}
+
+// FuzzSplitObject: a split never panics, its key is one non-empty path
+// element, and folder and key join back to the location (without its
+// trailing slashes).
+func FuzzSplitObject(f *testing.F) {
+	for _, s := range []string{"/x.txt", "x", "a/b/c", "s3://b/p/k", "s3://b", "file:///x", "file://localhost/x", "/", "//", "file://", "a//b/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, loc string) {
+		dir, key, err := store.SplitObject(loc)
+		if err != nil {
+			return
+		}
+		if key == "" || strings.Contains(key, "/") {
+			t.Fatalf("SplitObject(%q): key %q", loc, key)
+		}
+		scheme, rest := "", loc
+		if i := strings.Index(loc, "://"); i >= 0 {
+			scheme, rest = loc[:i+3], loc[i+3:]
+		}
+		trimmed := scheme + strings.TrimRight(rest, "/")
+		rootJoin := strings.HasSuffix(dir, "/") && dir+key == trimmed // "/" + "x", "file:///" + "x"
+		if !(dir == "." && key == trimmed) && dir+"/"+key != trimmed && !rootJoin {
+			t.Fatalf("SplitObject(%q) = %q, %q: does not join back to %q", loc, dir, key, trimmed)
+		}
+	})
 }

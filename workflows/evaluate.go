@@ -32,7 +32,7 @@ func EvaluateModel(ctx workflow.Context, in EvalInput) (*infer.Result, error) {
 		spec.Parallel = 4
 	}
 	if spec.Ctx <= 0 {
-		spec.Ctx = 256
+		spec.Ctx = activities.DefaultEvalCtx
 	}
 	if spec.Protocol == "" {
 		spec.Protocol = string(infer.ProtocolFull)

@@ -80,6 +80,10 @@ type QuantizeInput struct {
 	// HeartbeatSeconds is QuantizeShard's heartbeat timeout (default 300):
 	// a worker that dies mid-shard is noticed this quickly.
 	HeartbeatSeconds int `json:"heartbeat_seconds,omitempty"`
+	// Imatrix is the location of an importance-matrix file. PlanModel
+	// checks that it exists and is readable; the quantizers do not use it
+	// yet.
+	Imatrix string `json:"imatrix,omitempty"`
 	// State is carried from one run to the next by continue-as-new; a new
 	// run leaves it empty.
 	State *QuantizeState `json:"state,omitempty"`
@@ -158,7 +162,7 @@ func QuantizeModel(ctx workflow.Context, in QuantizeInput) (*Summary, error) {
 	var a *activities.Activities
 	recipe, err := activities.Recipe(in.Recipe, in.Rotation, in.Optimized, in.Compress)
 	if err != nil {
-		return nil, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeBadInput, err)
+		return nil, activities.BadInputError(err)
 	}
 	st := in.State
 	prog := &Progress{Phase: PhasePlan}
@@ -189,7 +193,11 @@ func QuantizeModel(ctx workflow.Context, in QuantizeInput) (*Summary, error) {
 		st = &QuantizeState{Started: workflow.Now(ctx)}
 		pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}}})
-		if err := workflow.ExecuteActivity(pctx, a.PlanModel, activities.PlanInput{Model: in.Model, Output: in.Output, Recipe: recipe}).Get(ctx, &st.Plan); err != nil {
+		pin := activities.PlanInput{Model: in.Model, Output: in.Output, Recipe: recipe, Imatrix: in.Imatrix}
+		if ev := in.Evaluation; ev != nil {
+			pin.Evaluation = &activities.TextInput{Text: ev.Text, Ctx: ev.Ctx, Protocol: ev.Protocol}
+		}
+		if err := workflow.ExecuteActivity(pctx, a.PlanModel, pin).Get(ctx, &st.Plan); err != nil {
 			return fail(err)
 		}
 		st.Records = make([]export.ShardRecord, len(st.Plan.Shards))

@@ -7,9 +7,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ohms-project/adaptq/activities"
 	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/internal/progress"
-	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 )
@@ -28,20 +28,18 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("%w: --model and --out are required", errUsage)
 	}
-	r, err := rf.recipe()
+	names := flagNames("type")
+	r, err := rf.recipe(setFlags(fs))
 	if err != nil {
-		return err
-	}
-	src, err := store.Open(*modelLoc)
-	if err != nil {
-		return err
-	}
-	dst, err := store.Open(*out)
-	if err != nil {
-		return err
+		return describe(err, names, "", "")
 	}
 	start := time.Now()
-	ck, err := model.Open(ctx, src)
+	ck, err := (&activities.Activities{}).Check(ctx, activities.PlanInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: r})
+	if err != nil {
+		return describe(err, names, "", "")
+	}
+	src := ck.Store
+	dst, err := store.Open(absLocation(*out))
 	if err != nil {
 		return err
 	}

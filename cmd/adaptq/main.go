@@ -11,6 +11,10 @@
 // A location is a directory, file:///path or s3://bucket/prefix (endpoint and
 // credentials from ADAPTQ_S3_ENDPOINT, ADAPTQ_S3_TLS, AWS_ACCESS_KEY_ID and
 // AWS_SECRET_ACCESS_KEY).
+//
+// A failure prints one line, "adaptq <command>: <location>: <what is
+// wrong>; <what to do>", and exits 2 for usage and bad input, 1 for
+// everything else (docs/USAGE.md).
 package main
 
 import (
@@ -46,6 +50,8 @@ func commands() []command {
 }
 
 // errUsage marks errors that are the user's invocation, printed with usage.
+// Exit statuses: 2 for usage and bad input, 1 for everything else; a
+// *failure carries its own.
 var errUsage = errors.New("usage")
 
 func main() {
@@ -72,17 +78,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, c := range commands() {
 		if c.name == args[0] {
 			err := c.run(ctx, args[1:], stdout, stderr)
+			var f *failure
 			switch {
 			case err == nil:
 				return 0
 			case errors.Is(err, flag.ErrHelp):
 				return 0
+			case errors.As(err, &f):
+				fmt.Fprintf(stderr, "adaptq %s: %s\n", c.name, f.line)
+				return f.code
 			case errors.Is(err, errUsage):
 				fmt.Fprintf(stderr, "adaptq %s: %v\n", c.name, err)
-				return 2
+				return exitBadInput
 			}
 			fmt.Fprintf(stderr, "adaptq %s: %v\n", c.name, err)
-			return 1
+			return exitFailure
 		}
 	}
 	fmt.Fprintf(stderr, "adaptq: unknown command %q\n", args[0])
@@ -107,7 +117,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {

@@ -3,32 +3,35 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/rs/zerolog"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/ohms-project/adaptq/activities"
 	"github.com/ohms-project/adaptq/internal/progress"
 	"github.com/ohms-project/adaptq/workers"
 	"github.com/ohms-project/adaptq/workflows"
 )
 
 func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("quantize", "--model <location> --out <location> [--recipe q4_k] [--rotate hadamard --seed 1] [--text <eval text>] [--temporal host:port]", stderr)
+	fs := newFlags("quantize", "--model <location> --out <location> [--recipe q4_k] [--rotate hadamard --seed 1] [--text <eval text>] [--temporal host:port] [-v]", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
-	out := fs.String("out", "", "output location: shard objects, model.gguf, manifest.parquet, eval/")
+	out := fs.String("out", "", "output location: shard objects, model.gguf, manifest.parquet, eval/, logs/")
 	rf := addRecipeFlags(fs, "recipe")
 	text := fs.String("text", "", "evaluation text (a file or object location); without it nothing is evaluated")
-	ctxLen := fs.Int("ctx", 256, "evaluation window length")
+	ctxLen := fs.Int("ctx", activities.DefaultEvalCtx, "evaluation window length")
 	protocol := fs.String("protocol", "full", "perplexity protocol: full or llama.cpp")
+	imatrix := fs.String("imatrix", "", "importance-matrix file (checked to exist and be readable; the quantizers do not use it yet)")
 	conc := fs.Int("concurrency", 4, "shards in flight")
 	hostPort := fs.String("temporal", "", "Temporal frontend host:port; empty runs an embedded server and worker in this process")
 	namespace := fs.String("namespace", "default", "Temporal namespace")
@@ -36,6 +39,10 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	devPort := fs.Int("dev-port", 0, "port of the embedded server's frontend (0: 7233 if free, else any; -1: any)")
 	uiPort := fs.Int("ui-port", 0, "port of the embedded server's Web UI (0: 8233 if free, else any; -1: any)")
 	wfID := fs.String("workflow-id", "", "workflow id (default adaptq-<model>-<recipe>-<time>)")
+	verbose := fs.Bool("v", false, "log to stderr instead of the log file, and print Temporal's whole error chain on failure")
+	logFormat := fs.String("log-format", "text", "log line format: text (to the log file, or stderr with -v) or json (to stderr)")
+	localChecks := fs.Bool("local-checks", true, "check the inputs here before starting the run (PlanModel checks them again on a worker); "+
+		"false leaves them to the worker, for a machine that does not see the workers' stores")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -44,65 +51,155 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fs.Usage()
 		return fmt.Errorf("%w: --model and --out are required", errUsage)
 	}
-	if _, err := rf.recipe(); err != nil {
-		return err
+	if *logFormat != "text" && *logFormat != "json" {
+		return fmt.Errorf("%w: --log-format %q: want text or json", errUsage, *logFormat)
 	}
-	recipe := rf.name
-	in := workflows.QuantizeInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: *recipe,
-		Rotation: rf.rotation(), Optimized: *rf.opt, Compress: *rf.compress, Concurrency: *conc}
-	if *text != "" {
-		in.Evaluation = &workflows.EvalSpec{Text: absLocation(*text), Ctx: *ctxLen, Protocol: *protocol}
-	}
+	set := setFlags(fs)
+	names := flagNames("recipe")
 	id := *wfID
 	if id == "" {
-		id = fmt.Sprintf("adaptq-%s-%s-%s", filepath.Base(strings.TrimRight(*modelLoc, "/")), *recipe, time.Now().UTC().Format("20060102T150405"))
+		id = fmt.Sprintf("adaptq-%s-%s-%s", filepath.Base(strings.TrimRight(*modelLoc, "/")), *rf.name, time.Now().UTC().Format("20060102T150405"))
 	}
-	logger := zerolog.New(zerolog.ConsoleWriter{Out: stderr, NoColor: true}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
-	cfg := workers.Config{HostPort: *hostPort, Namespace: *namespace, TaskQueue: *queue, Role: workers.RoleAll, Logger: logger}
+	log := openRunLog(stderr, *verbose, *logFormat, absLocation(*out), id)
+	defer log.close()
+	fail := func(err error, started bool) error {
+		runID := ""
+		if started {
+			runID = id
+		}
+		f := describe(err, names, runID, log.path)
+		if *verbose {
+			fmt.Fprintf(stderr, "adaptq quantize: error chain: %v\n", err)
+		}
+		return f
+	}
+
+	recipe, err := rf.recipe(set)
+	if err != nil {
+		return fail(err, false)
+	}
+	in := workflows.QuantizeInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: *rf.name,
+		Rotation: rf.rotation(), Optimized: *rf.opt, Compress: *rf.compress, Concurrency: *conc}
+	if *text != "" || set["ctx"] || set["protocol"] {
+		in.Evaluation = &workflows.EvalSpec{Ctx: *ctxLen, Protocol: *protocol}
+		if *text != "" {
+			in.Evaluation.Text = absLocation(*text)
+		}
+	}
+	if *imatrix != "" {
+		in.Imatrix = absLocation(*imatrix)
+	}
+	cfg := workers.Config{HostPort: *hostPort, Namespace: *namespace, TaskQueue: *queue, Role: workers.RoleAll, Logger: log.logger}
+	var c client.Client
+	if *hostPort != "" { // a remote cluster: is it there? (cheap, and before anything is written)
+		if c, err = dial(ctx, cfg, true); err != nil {
+			return fail(err, false)
+		}
+		defer c.Close()
+	}
+	if *localChecks {
+		pin := activities.PlanInput{Model: in.Model, Output: in.Output, Recipe: recipe, Imatrix: in.Imatrix}
+		if ev := in.Evaluation; ev != nil {
+			pin.Evaluation = &activities.TextInput{Text: ev.Text, Ctx: ev.Ctx, Protocol: ev.Protocol}
+		}
+		if _, err := (&activities.Activities{}).Check(ctx, pin); err != nil {
+			return fail(err, false)
+		}
+	}
+	if in.Imatrix != "" {
+		fmt.Fprintf(stderr, "note: --imatrix %s is checked but not used yet: the quantizers do not read importance matrices\n", *imatrix)
+	}
+	if log.path != "" {
+		fmt.Fprintf(stderr, "log: %s\n", log.path)
+	}
 	if *hostPort == "" {
-		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, UIPort: *uiPort, Namespace: *namespace, SearchAttributes: searchAttributes(), Logger: logger})
+		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, UIPort: *uiPort, Namespace: *namespace, SearchAttributes: searchAttributes(), Logger: log.logger})
 		if err != nil {
-			return fmt.Errorf("embedded Temporal server: %w", err)
+			return fail(fmt.Errorf("embedded Temporal server: %w", err), false)
 		}
 		defer dev.Stop()
 		cfg.HostPort = dev.Address()
 		fmt.Fprintf(stderr, "embedded Temporal server on %s (namespace %s): attach with `temporal workflow describe --address %s -w %s`\n", dev.Address(), *namespace, dev.Address(), id)
 		fmt.Fprintf(stderr, "Web UI: %s/namespaces/%s/workflows/%s\n", dev.UIAddress(), *namespace, id)
-	}
-	c, err := workers.Dial(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if *hostPort == "" {
+		if c, err = dial(ctx, cfg, false); err != nil {
+			return fail(err, false)
+		}
+		defer c.Close()
 		w, err := workers.StartInProcess(c, cfg, registrar()) // both roles, both queues
 		if err != nil {
-			return err
+			return fail(err, false)
 		}
 		defer w.Stop()
 	}
 	if err := checkSearchAttributes(ctx, c, *namespace); err != nil {
-		return err
+		return fail(err, false)
 	}
 	start := time.Now()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: *queue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrModel.ValueSet(in.Model), workflows.AttrRecipe.ValueSet(in.Recipe))},
 		workflows.QuantizeModel, in)
 	if err != nil {
-		return fmt.Errorf("start workflow: %w", err)
+		return fail(fmt.Errorf("start workflow: %w", err), false)
 	}
 	fmt.Fprintf(stderr, "workflow %s run %s\n", run.GetID(), run.GetRunID())
-	sum, err := follow(ctx, c, run, stderr)
+	sum, err := follow(ctx, c, run, stderr, log.path != "")
 	if err != nil {
-		return err
+		return fail(err, true)
 	}
 	printSummary(stdout, sum, time.Since(start))
 	return nil
 }
 
+// dialTimeout bounds connecting to Temporal.
+const dialTimeout = 20 * time.Second
+
+// dial connects to Temporal within dialTimeout; remote says the address
+// came from --temporal.
+func dial(ctx context.Context, cfg workers.Config, remote bool) (client.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	if host, _, err := net.SplitHostPort(cfg.HostPort); err != nil {
+		return nil, &failure{code: exitBadInput, line: fmt.Sprintf("--temporal %s: not host:port (%v); give the frontend's address, e.g. temporal.example:7233", cfg.HostPort, err), err: err}
+	} else if _, err := net.DefaultResolver.LookupHost(dctx, host); err != nil {
+		return nil, unreachable(cfg.HostPort, remote, err) // gRPC would say "no children to pick from"
+	}
+	c, err := workers.Dial(dctx, cfg)
+	if err != nil {
+		return nil, unreachable(cfg.HostPort, remote, err)
+	}
+	return c, nil
+}
+
+// unreachable says in one line that Temporal did not answer at hostPort
+// and what to do.
+func unreachable(hostPort string, remote bool, err error) error {
+	fix := "the embedded server did not answer; run with -v to see its log"
+	if remote {
+		fix = "start a Temporal server there (`adaptq dev --port <port>`), correct --temporal, or leave it out to run an embedded server"
+	}
+	return &failure{code: exitFailure, line: fmt.Sprintf("Temporal at %s: unreachable (%s); %s", hostPort, dialCause(err), fix), err: err}
+}
+
+// dialCause is the innermost reason of a failed dial ("connection
+// refused", "no such host").
+func dialCause(err error) string {
+	msg := strings.TrimRight(err.Error(), `")`)
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg
+}
+
+// setFlags are the flags given on the command line.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
 // follow polls the progress query and draws bars until the workflow ends
 // (following continue-as-new runs), then returns its result.
-func follow(ctx context.Context, c client.Client, run client.WorkflowRun, stderr io.Writer) (*workflows.Summary, error) {
+func follow(ctx context.Context, c client.Client, run client.WorkflowRun, stderr io.Writer, bars bool) (*workflows.Summary, error) {
 	type result struct {
 		sum workflows.Summary
 		err error
@@ -126,9 +223,9 @@ func follow(ctx context.Context, c client.Client, run client.WorkflowRun, stderr
 			if r.err != nil {
 				var ce *temporal.CanceledError
 				if errors.As(r.err, &ce) {
-					return nil, fmt.Errorf("workflow %s was cancelled", run.GetID())
+					return nil, &failure{code: exitFailure, line: fmt.Sprintf("workflow %s was cancelled", run.GetID()), err: r.err}
 				}
-				return nil, fmt.Errorf("workflow %s: %w", run.GetID(), r.err)
+				return nil, r.err
 			}
 			return &r.sum, nil
 		case <-ctx.Done():
@@ -149,7 +246,7 @@ func follow(ctx context.Context, c client.Client, run client.WorkflowRun, stderr
 					bar = nil
 				}
 				phase = p.Phase
-				if p.Phase == workflows.PhaseQuantize {
+				if p.Phase == workflows.PhaseQuantize && bars {
 					bar = progress.New(stderr, "shards", int64(p.ShardsTotal), false)
 				} else {
 					fmt.Fprintf(stderr, "phase: %s\n", p.Phase)
@@ -214,11 +311,11 @@ func checkSearchAttributes(ctx context.Context, c client.Client, namespace strin
 	if len(missing) == 0 {
 		return nil
 	}
-	var b strings.Builder
-	for _, n := range missing {
-		fmt.Fprintf(&b, "\n  temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, n)
+	cmds := make([]string, len(missing))
+	for i, n := range missing {
+		cmds[i] = fmt.Sprintf("temporal operator search-attribute create --namespace %s --name %s --type Keyword", namespace, n)
 	}
-	return fmt.Errorf("namespace %s lacks the search attributes %s; register them once:%s", namespace, strings.Join(missing, ", "), b.String())
+	return fmt.Errorf("namespace %s lacks the search attributes %s; register them once: %s", namespace, strings.Join(missing, ", "), strings.Join(cmds, " && "))
 }
 
 // searchAttributes are adaptq's search attributes with their types, as a

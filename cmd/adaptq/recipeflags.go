@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 
 	"github.com/ohms-project/adaptq/activities"
 	"github.com/ohms-project/adaptq/shards"
@@ -33,11 +32,12 @@ func (f *recipeFlags) rotation() shards.Rotation {
 	return shards.Rotation{Kind: *f.rotate, Seed: *f.seed, Heads: *f.heads}
 }
 
-// recipe builds and checks the recipe; errors are usage errors.
-func (f *recipeFlags) recipe() (shards.Recipe, error) {
-	r, err := activities.Recipe(*f.name, f.rotation(), *f.opt, *f.compress)
-	if err != nil {
-		return shards.Recipe{}, fmt.Errorf("%w: %v", errUsage, err)
+// recipe builds and checks the recipe; set holds the flags given. An
+// unknown recipe or options that do not go together are an
+// *activities.Problem, --seed without a rotation a usage error.
+func (f *recipeFlags) recipe(set map[string]bool) (shards.Recipe, error) {
+	if set["seed"] && !f.rotation().Enabled() {
+		return shards.Recipe{}, &failure{code: exitBadInput, line: "--seed: only a rotation uses a seed, but --rotate is " + *f.rotate + "; add --rotate hadamard or drop --seed"}
 	}
-	return r, nil
+	return activities.Recipe(*f.name, f.rotation(), *f.opt, *f.compress)
 }

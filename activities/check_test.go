@@ -1,0 +1,282 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/ohms-project/adaptq/infer"
+	"github.com/ohms-project/adaptq/internal/testenv"
+	"github.com/ohms-project/adaptq/shards"
+	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/tokenizer"
+)
+
+const (
+	fixtureModel = "../testdata/models/stories260k"
+	fixtureText  = "../testdata/text/tinystories-valid-sample.txt"
+)
+
+// minio is this test binary's MinIO server, started on first use.
+var minio testenv.LazyMinIO
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	minio.Stop()
+	os.Exit(code)
+}
+
+func abs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func q4k(t *testing.T) shards.Recipe {
+	t.Helper()
+	r, err := Recipe("q4_k", shards.Rotation{Kind: "none"}, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestCheckFixture: the fixture with its text passes, and the probe leaves
+// nothing in the output.
+func TestCheckFixture(t *testing.T) {
+	ctx := context.Background()
+	out := t.TempDir()
+	ck, err := (&Activities{}).Check(ctx, PlanInput{Model: abs(t, fixtureModel), Output: out, Recipe: q4k(t),
+		Evaluation: &TextInput{Text: abs(t, fixtureText), Ctx: 256, Protocol: "llama.cpp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.NumParams() != 260032 {
+		t.Fatalf("%d parameters", ck.NumParams())
+	}
+	left, _ := os.ReadDir(out)
+	if len(left) != 0 {
+		t.Fatalf("the probe left %v", left)
+	}
+}
+
+// TestCheckProblems: each bad input is a *Problem naming the field, the
+// file and what to do, in the workflow input's words.
+func TestCheckProblems(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	model := abs(t, fixtureModel)
+	text := abs(t, fixtureText)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	nul := write("nul.txt", "Once upon a time\x00")
+	// A checkpoint without tokenizer.json.
+	noTok := filepath.Join(dir, "no-tokenizer")
+	os.Mkdir(noTok, 0o755)
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		b, _ := os.ReadFile(filepath.Join(model, f))
+		os.WriteFile(filepath.Join(noTok, f), b, 0o644)
+	}
+	heads := q4k(t)
+	heads.Rotation.Heads = true
+	badRot := q4k(t)
+	badRot.Rotation.Kind = "givens"
+	ev := func(text, proto string, ctxLen int) *TextInput {
+		return &TextInput{Text: text, Ctx: ctxLen, Protocol: proto}
+	}
+	for _, tc := range []struct {
+		name  string
+		in    PlanInput
+		field string
+		line  string
+	}{
+		{"no output", PlanInput{Model: model, Recipe: q4k(t)}, FieldOutput,
+			"output: not given; give output a directory, file:///path or s3://bucket/prefix"},
+		{"unsupported scheme", PlanInput{Model: "gs://b/m", Output: dir, Recipe: q4k(t)}, FieldModel,
+			`model: location "gs://b/m": unsupported scheme (use a path, file:// or s3://); give model a directory, file:///path or s3://bucket/prefix`},
+		{"heads without rotation", PlanInput{Model: model, Output: dir, Recipe: heads}, FieldHeads,
+			"rotation.heads: rotates each head's value/output pair of a rotated model, but rotation.kind is not hadamard; add rotation.kind hadamard or drop rotation.heads"},
+		{"unknown rotation", PlanInput{Model: model, Output: dir, Recipe: badRot}, FieldRotation,
+			`rotation.kind: unknown rotation "givens"; use none or hadamard`},
+		{"evaluation without text", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Evaluation: ev("", "llama.cpp", 0)}, FieldEvalText,
+			"evaluation.text: not given, but the evaluation options ask for an evaluation; give evaluation.text a text file, or drop evaluation.ctx and evaluation.protocol"},
+		{"unknown protocol", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Evaluation: ev(text, "wikitext", 0)}, FieldEvalProtocol,
+			`evaluation.protocol: unknown protocol "wikitext"; use full or llama.cpp`},
+		{"negative ctx", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Evaluation: ev(text, "full", -5)}, FieldEvalCtx,
+			"evaluation.ctx: window length -5 is too small; give a length of at least 4 (256 is usual)"},
+		{"NUL in text", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Evaluation: ev(nul, "", 0)}, FieldEvalText,
+			nul + ": not UTF-8 text (a NUL byte at byte 16); give evaluation.text a UTF-8 text file"},
+		{"text is a folder", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Evaluation: ev(dir, "", 0)}, FieldEvalText,
+			dir + ": is a folder, not a file; give evaluation.text an existing UTF-8 text file"},
+		{"no tokenizer", PlanInput{Model: noTok, Output: dir, Recipe: q4k(t)}, FieldModel,
+			noTok + "/tokenizer.json: not found (the GGUF file embeds the model's tokenizer); put the checkpoint's tokenizer.json beside its config.json"},
+		{"imatrix is a folder", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Imatrix: dir}, FieldImatrix,
+			dir + ": is a folder, not a file; give imatrix an importance-matrix file (llama-imatrix writes one)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := (&Activities{}).Check(ctx, tc.in)
+			var p *Problem
+			if !errors.As(err, &p) {
+				t.Fatalf("want a *Problem, got %v", err)
+			}
+			if p.Field != tc.field || err.Error() != tc.line {
+				t.Errorf("field %q, line\n%q\nwant field %q and\n%q", p.Field, err.Error(), tc.field, tc.line)
+			}
+		})
+	}
+}
+
+// TestTextWindowBoundary: a text of n tokens makes one window at ctx n+1
+// under both protocols and none at n+2, as the evaluation cuts them.
+func TestTextWindowBoundary(t *testing.T) {
+	ctx := context.Background()
+	model := abs(t, fixtureModel)
+	tok, err := tokenizer.Load(filepath.Join(model, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := "Once upon a time, there was a little girl named Lily. She loved to play outside."
+	n := len(tok.Encode(body, false))
+	p := filepath.Join(t.TempDir(), "t.txt")
+	os.WriteFile(p, []byte(body), 0o644)
+	for _, proto := range []infer.Protocol{infer.ProtocolFull, infer.ProtocolLlamaCpp} {
+		for _, c := range []struct {
+			ctx int
+			ok  bool
+		}{{n + 1, true}, {n + 2, false}} {
+			_, err := (&Activities{}).Check(ctx, PlanInput{Model: model, Output: t.TempDir(), Recipe: q4k(t),
+				Evaluation: &TextInput{Text: p, Ctx: c.ctx, Protocol: string(proto)}})
+			if c.ok && err != nil {
+				t.Errorf("%s ctx %d (%d tokens): %v", proto, c.ctx, n, err)
+			}
+			if !c.ok && (err == nil || !strings.Contains(err.Error(), "less than one window")) {
+				t.Errorf("%s ctx %d (%d tokens): %v, want too short", proto, c.ctx, n, err)
+			}
+		}
+	}
+}
+
+// TestProblemCrossesTemporal: a Problem made into a BadInput application
+// error comes back from its details and renders in a client's words.
+func TestProblemCrossesTemporal(t *testing.T) {
+	p := problem(FieldEvalText, "file:///data/t.txt", "not found", "give {evaluation.text} a file or drop {evaluation.ctx}", errors.New("cause"))
+	err := fmtWrap(BadInputError(p))
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != ErrTypeBadInput {
+		t.Fatalf("not a non-retryable BadInput error: %v", err)
+	}
+	got, ok := ProblemOf(ae) // the details, not the Go value
+	if !ok || got.Field != FieldEvalText || got.Location != "/data/t.txt" {
+		t.Fatalf("ProblemOf: %+v %v", got, ok)
+	}
+	if line := got.Render(map[string]string{FieldEvalText: "--text", FieldEvalCtx: "--ctx"}); line != "/data/t.txt: not found; give --text a file or drop --ctx" {
+		t.Errorf("rendered %q", line)
+	}
+	if ae.Message() != "/data/t.txt: not found; give evaluation.text a file or drop evaluation.ctx" {
+		t.Errorf("message %q", ae.Message())
+	}
+}
+
+func fmtWrap(err error) error { return errors.Join(errors.New("activity error"), err) }
+
+// faultyStore fails every read as a store outage would.
+type faultyStore struct{ store.Store }
+
+var errOutage = errors.New("read tcp 10.0.0.1:9000: connection reset by peer")
+
+func (faultyStore) Stat(context.Context, string) (store.ObjectInfo, error) {
+	return store.ObjectInfo{}, errOutage
+}
+func (faultyStore) Get(context.Context, string) (io.ReadCloser, error) { return nil, errOutage }
+
+// TestPlanModelRetriesFaults: a store outage during the checks is not a
+// Problem, and PlanModel returns it retryable; bad input is non-retryable.
+func TestPlanModelRetriesFaults(t *testing.T) {
+	ctx := context.Background()
+	a := &Activities{Open: func(loc string) (store.Store, error) {
+		s, err := store.Open(loc)
+		return faultyStore{s}, err
+	}}
+	in := PlanInput{Model: abs(t, fixtureModel), Output: t.TempDir(), Recipe: q4k(t)}
+	_, err := a.Check(ctx, in)
+	if _, isProblem := ProblemOf(err); err == nil || isProblem || !errors.Is(err, errOutage) {
+		t.Fatalf("Check: %v, want the outage as a fault", err)
+	}
+	_, err = a.PlanModel(ctx, in)
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.NonRetryable() {
+		t.Fatalf("PlanModel made a store outage non-retryable: %v", err)
+	}
+	in.Model = filepath.Join(t.TempDir(), "none")
+	_, err = (&Activities{}).PlanModel(ctx, in)
+	if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != ErrTypeBadInput {
+		t.Fatalf("PlanModel on a missing model: %v, want non-retryable BadInput", err)
+	}
+}
+
+// TestCheckS3: a missing output bucket and refused credentials are
+// Problems; an endpoint that does not answer is a fault.
+func TestCheckS3(t *testing.T) {
+	ctx := context.Background()
+	m := minio.Get(t)
+	models := minio.Store(t, "check-models", "")
+	if err := testenv.UploadDir(ctx, abs(t, fixtureModel), models, "stories260k"); err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range m.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	in := PlanInput{Model: "s3://check-models/stories260k", Output: "s3://check-out-missing/x", Recipe: q4k(t)}
+	_, err := (&Activities{}).Check(ctx, in)
+	if err == nil || err.Error() != "s3://check-out-missing/x: cannot be written: its bucket does not exist; create the bucket first or give output a location you can write" {
+		t.Errorf("missing bucket: %v", err)
+	}
+	wrong := &Activities{Open: func(loc string) (store.Store, error) {
+		return store.NewS3(store.S3Config{Endpoint: m.Endpoint, Bucket: "check-models", Prefix: "stories260k"}, credentials.NewStaticV4(m.AccessKey, "wrong", ""))
+	}}
+	_, err = wrong.Check(ctx, in)
+	if p, ok := ProblemOf(err); !ok || p.Field != FieldModel || !strings.Contains(err.Error(), "the store refuses access") {
+		t.Errorf("wrong secret: %v", err)
+	}
+	t.Setenv(store.EnvEndpoint, "http://"+testenv.FreeAddr(t))
+	_, err = (&Activities{}).Check(ctx, in)
+	if _, ok := ProblemOf(err); err == nil || ok {
+		t.Errorf("endpoint down: %v, want a fault", err)
+	}
+}
+
+// FuzzNotText: notText finds a byte exactly when the bytes are not valid
+// UTF-8 or hold a NUL, and the offset it gives starts the first bad rune.
+func FuzzNotText(f *testing.F) {
+	for _, s := range []string{"", "plain", "caf\xc3\xa9", "\xff", "a\x00b", "\xe2\x82", "ok \xf0\x9f\x98\x80"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		i, what := notText(b)
+		bad := !utf8.Valid(b) || bytes.IndexByte(b, 0) >= 0
+		if (i >= 0) != bad {
+			t.Fatalf("notText(%q) = %d %q, valid text %v", b, i, what, !bad)
+		}
+		if i >= 0 && (!utf8.Valid(b[:i]) || bytes.IndexByte(b[:i], 0) >= 0) {
+			t.Fatalf("notText(%q) = %d: the bytes before are not text either", b, i)
+		}
+	})
+}
