@@ -46,7 +46,7 @@ func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float3
 	o := newOptimizer(t)
 	if o == nil {
 		if t.codec().quantize == nil {
-			return fmt.Errorf("quant: quantize to %s: %w", t, errNoRefQuantizer)
+			return fmt.Errorf("quant: quantize to %s: %w", t, ErrNeedsImportance)
 		}
 		t.codec().quantize(dst, src)
 		return nil

@@ -73,11 +73,11 @@ var codecs = [...]codec{
 
 	IQ2_XXS: {"IQ2_XXS", qkK, blockIQ2XXS, nil, dequantizeRowIQ2XXS},
 	IQ2_XS:  {"IQ2_XS", qkK, blockIQ2XS, nil, dequantizeRowIQ2XS},
-	IQ3_XXS: {"IQ3_XXS", qkK, blockIQ3XXS, nil, dequantizeRowIQ3XXS},
+	IQ3_XXS: {"IQ3_XXS", qkK, blockIQ3XXS, quantizeRowIQ3XXSRef, dequantizeRowIQ3XXS},
 	IQ1_S:   {"IQ1_S", qkK, blockIQ1S, nil, dequantizeRowIQ1S},
-	IQ3_S:   {"IQ3_S", qkK, blockIQ3S, nil, dequantizeRowIQ3S},
-	IQ2_S:   {"IQ2_S", qkK, blockIQ2S, nil, dequantizeRowIQ2S},
-	IQ1_M:   {"IQ1_M", qkK, blockIQ1M, nil, dequantizeRowIQ1M},
+	IQ3_S:   {"IQ3_S", qkK, blockIQ3S, quantizeRowIQ3SRef, dequantizeRowIQ3S},
+	IQ2_S:   {"IQ2_S", qkK, blockIQ2S, quantizeRowIQ2SRef, dequantizeRowIQ2S},
+	IQ1_M:   {"IQ1_M", qkK, blockIQ1M, quantizeRowIQ1MRef, dequantizeRowIQ1M},
 
 	IQ4_NL: {"IQ4_NL", 32, 18, quantizeRowIQ4NLRef, dequantizeRowIQ4NL},
 }
@@ -262,7 +262,7 @@ func QuantizeRef(t Type, dst []byte, src []float32, rowLen int) error {
 		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, err)
 	}
 	if t.codec().quantize == nil {
-		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, errNoRefQuantizer)
+		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, ErrNeedsImportance)
 	}
 	t.codec().quantize(dst, src)
 	return nil

@@ -26,6 +26,12 @@
 //	                   (CLOCK_MONOTONIC) and int64 thread CPU nanoseconds
 //	                   for all repeats (for benchmarks).
 //	op 4 (time):       like op 3, for dequantizing the op 2 payload.
+//	op 5 (quantize with an importance matrix): payload n_per_row floats
+//	                   (the imatrix), then the op 1 payload. The program
+//	                   calls ggml_quantize_chunk(type, src, dst, 0, nrows,
+//	                   n_per_row, imatrix). Reply as for op 1.
+//	op 6 (time):       an int64 repeat count, then the op 5 payload; timed
+//	                   like op 3. Reply as for op 3.
 //
 // On any error the program prints a message to stderr and exits with 1.
 #include <dlfcn.h>
@@ -155,6 +161,36 @@ int main(int argc, char **argv) {
                 write_i64((int64_t)n);
                 write_full(f, n * sizeof(float));
             }
+            free(f);
+            free(q);
+        } else if (op == 5 || op == 6) {
+            if (nrows < 0 || n_per_row <= 0 || tt->blck_size <= 0 || n_per_row % tt->blck_size != 0)
+                die("bad shape");
+            size_t n = (size_t)nrows * (size_t)n_per_row;
+            size_t nbytes = (size_t)nrows * row_size((int)type, n_per_row);
+            float *imatrix = malloc((size_t)n_per_row * sizeof(float));
+            float *f = malloc(n * sizeof(float) + 1);
+            unsigned char *q = malloc(nbytes + 1);
+            if (!imatrix || !f || !q) die("out of memory");
+            int64_t reps = 1;
+            if (op == 6) {
+                read_full(&reps, sizeof reps);
+                if (reps < 1) die("bad repeat count");
+            }
+            read_full(imatrix, (size_t)n_per_row * sizeof(float));
+            read_full(f, n * sizeof(float));
+            if (quantize_chunk((int)type, f, q, 0, nrows, n_per_row, imatrix) != nbytes)
+                die("ggml_quantize_chunk returned an unexpected size");
+            if (op == 5) {
+                write_i64((int64_t)nbytes);
+                write_full(q, nbytes);
+            } else {
+                int64_t wall = now_ns(CLOCK_MONOTONIC), cpu = now_ns(CLOCK_THREAD_CPUTIME_ID);
+                for (int64_t r = 0; r < reps; r++) quantize_chunk((int)type, f, q, 0, nrows, n_per_row, imatrix);
+                write_i64(now_ns(CLOCK_MONOTONIC) - wall);
+                write_i64(now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu);
+            }
+            free(imatrix);
             free(f);
             free(q);
         } else {

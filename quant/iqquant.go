@@ -1,0 +1,298 @@
+package quant
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// The reference i-quant quantizers reproduce ggml's quantize_row_iq*_impl
+// byte for byte, with or without an importance matrix, under the same
+// float32 discipline as the other reference quantizers (see doc.go): every
+// product that is added is rounded first, and the operations keep C's
+// order.
+
+// Group-max thresholds below which ggml treats a group as all zero.
+const (
+	groupMaxEpsIQ3XXS = float32(1e-8)
+	groupMaxEpsIQ2S   = float32(1e-8)
+	groupMaxEpsIQ1M   = float32(1e-7)
+	groupMaxEpsIQ1S   = float32(1e-12)
+)
+
+// ErrNeedsImportance is returned (wrapped) by QuantizeRef for the types
+// llama.cpp quantizes only with an importance matrix (Type.NeedsImportance).
+var ErrNeedsImportance = errors.New("the type needs an importance matrix (ggml_quantize_requires_imatrix); use QuantizeRefWeighted")
+
+// NeedsImportance reports whether llama.cpp refuses to quantize t without an
+// importance matrix (ggml_quantize_requires_imatrix): IQ2_XXS, IQ2_XS and
+// IQ1_S.
+func (t Type) NeedsImportance() bool {
+	return t == IQ2_XXS || t == IQ2_XS || t == IQ1_S
+}
+
+// weightedRef is a reference quantizer that takes an importance: it
+// quantizes one row (a whole number of super-blocks) with importance[c] for
+// column c, or with the type's own weighting when importance is nil.
+type weightedRef func(dst []byte, row, importance []float32)
+
+// weightedRefs are the reference quantizers of the types whose ggml
+// quantizer takes an importance matrix.
+var weightedRefs = map[Type]weightedRef{
+	IQ2_XXS: quantizeRowIQ2XXS,
+	IQ2_XS:  quantizeRowIQ2XS,
+	IQ2_S:   quantizeRowIQ2S,
+	IQ3_XXS: quantizeRowIQ3XXS,
+	IQ3_S:   quantizeRowIQ3S,
+	IQ1_S:   quantizeRowIQ1S,
+	IQ1_M:   quantizeRowIQ1M,
+}
+
+// QuantizeRefWeighted quantizes the rows of src (each rowLen long) into dst
+// with llama.cpp's reference quantizer for t given an importance matrix:
+// the bytes are identical to ggml_quantize_chunk(t, src, dst, 0, nrows,
+// rowLen, importance). importance has rowLen entries, one per column, shared
+// by all rows (finite and non-negative); nil means no importance matrix,
+// which is QuantizeRef. It fails for the types whose quantizer here takes
+// no importance.
+func QuantizeRefWeighted(t Type, dst []byte, src []float32, rowLen int, importance []float32) error {
+	nrows, err := shape(t, rowLen, len(src), len(dst))
+	if err != nil {
+		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, err)
+	}
+	if importance == nil {
+		return QuantizeRef(t, dst, src, rowLen)
+	}
+	if err := checkImportance(importance, rowLen); err != nil {
+		return fmt.Errorf("quant: quantize to %s: %w", t, err)
+	}
+	f := weightedRefs[t]
+	if f == nil {
+		return fmt.Errorf("quant: quantize to %s: no importance-weighted reference quantizer for this type", t)
+	}
+	rs := len(dst) / max(nrows, 1)
+	for r := range nrows {
+		f(dst[r*rs:(r+1)*rs], src[r*rowLen:(r+1)*rowLen], importance)
+	}
+	return nil
+}
+
+// The codec table's reference quantizers of the i-quants that llama.cpp
+// quantizes without an importance matrix. Without one the weights do not
+// depend on the column, so the rows may come concatenated.
+func quantizeRowIQ2SRef(dst []byte, src []float32)   { quantizeRowIQ2S(dst, src, nil) }
+func quantizeRowIQ3XXSRef(dst []byte, src []float32) { quantizeRowIQ3XXS(dst, src, nil) }
+func quantizeRowIQ3SRef(dst []byte, src []float32)   { quantizeRowIQ3S(dst, src, nil) }
+func quantizeRowIQ1MRef(dst []byte, src []float32)   { quantizeRowIQ1M(dst, src, nil) }
+
+// iqWeights fills w with ggml's i-quant weights for the group xb starting at
+// column col of the row: importance[col+i]·√(sigma2 + x²) with an importance,
+// x² without.
+func iqWeights(w, xb, importance []float32, col int, sigma2 float32) {
+	if importance != nil {
+		qw := importance[col : col+len(xb)]
+		for i, x := range xb {
+			w[i] = qw[i] * sqrtf(sigma2+float32(x*x))
+		}
+		return
+	}
+	for i, x := range xb {
+		w[i] = x * x
+	}
+}
+
+// sumSquares is Σ x² in float32, in order.
+func sumSquares(x []float32) float32 {
+	var s float32
+	for _, v := range x {
+		s += float32(v * v)
+	}
+	return s
+}
+
+// foldSigns stores |x| of the 8 values xb in xval and returns their sign
+// bits. With parity, an odd number of negative values is made even by
+// flipping the value of least w·x² (xval then holds it negated), so that the
+// 7-bit sign index of IQ2_XXS, IQ2_XS and IQ3_XXS can hold the signs.
+func foldSigns(xval, xb, w []float32, parity bool) uint8 {
+	var s uint8
+	nflip := 0
+	for i := range 8 {
+		if xb[i] >= 0 {
+			xval[i] = xb[i]
+		} else {
+			xval[i] = -xb[i]
+			nflip++
+			s |= 1 << i
+		}
+	}
+	if parity && nflip%2 != 0 {
+		imin := 0
+		min := w[0] * xb[0] * xb[0]
+		for i := 1; i < 8; i++ {
+			if ax := w[i] * xb[i] * xb[i]; ax < min {
+				min, imin = ax, i
+			}
+		}
+		xval[imin] = -xval[imin]
+		s ^= 1 << imin
+	}
+	return s
+}
+
+// iqLevel is ggml's nearest_int(0.5·(id·x − 1)) clamped to [0, kmax−1]: the
+// level whose odd value 2l+1 is nearest to id·x.
+func iqLevel(id, x float32, kmax int32) int32 {
+	return clampInt(nearestInt(0.5*(float32(id*x)-1)), 0, kmax-1)
+}
+
+// iqKey packs the levels of one group at bitsPer bits each.
+func iqKey(L []int8, bitsPer int) int {
+	key := 0
+	for i, l := range L {
+		key |= int(l) << (bitsPer * i)
+	}
+	return key
+}
+
+// iqBestNeighbour is iq2_find_best_neighbour and iq3_find_best_neighbour:
+// the neighbour of least Σ w·(scale·q − x)² (q the odd grid values), whose
+// levels it writes to L. It returns −1 when no distance is below FLT_MAX
+// (NaN input; ggml aborts there) and then leaves L alone.
+func iqBestNeighbour(tb *iqTable, neighbours []uint16, xval, w []float32, scale float32, L []int8) int {
+	best := float32(math.MaxFloat32)
+	gi := -1
+	for _, k := range neighbours {
+		var d2 float32
+		for i, p := range tb.point(int(k)) {
+			diff := float32(scale*float32(p)) - xval[i]
+			d2 += float32(w[i] * diff * diff)
+		}
+		if d2 < best {
+			best, gi = d2, int(k)
+		}
+	}
+	if gi >= 0 {
+		iqSetLevels(tb, gi, L)
+	}
+	return gi
+}
+
+// iqSetLevels writes the levels of grid point k to L.
+func iqSetLevels(tb *iqTable, k int, L []int8) {
+	for i, p := range tb.point(k) {
+		L[i] = (p - 1) / 2
+	}
+}
+
+// iqGridIndex is the grid index of the levels L, or −1 off the grid.
+func iqGridIndex(tb *iqTable, L []int8, bitsPer int) int {
+	key := iqKey(L, bitsPer)
+	if key >= len(tb.kmap) {
+		return -1
+	}
+	if gi := tb.kmap[key]; gi >= 0 {
+		return int(gi)
+	}
+	return -1
+}
+
+// iqSnap quantizes the group xval (dim values) at the inverse scale id to
+// levels in L (clamped to [0, kmax−1]); off the grid it takes the best
+// neighbour for the scale. It returns the grid index (−1 only for NaN
+// input) and whether the levels were on the grid.
+func iqSnap(tb *iqTable, xval, w []float32, id, scale float32, kmax int32, bitsPer int, L []int8) (int, bool) {
+	for i := range L {
+		L[i] = int8(iqLevel(id, xval[i], kmax))
+	}
+	key := iqKey(L, bitsPer)
+	if gi := tb.kmap[key]; gi >= 0 {
+		return int(gi), true
+	}
+	return iqBestNeighbour(tb, tb.near(key), xval, w, scale, L), false
+}
+
+// oddSums is Σ w·x·(2L+1) and Σ w·(2L+1)² in order.
+func oddSums(xval, w []float32, L []int8) (sumqx, sumq2 float32) {
+	for i, l := range L {
+		q := float32(2*int32(l) + 1)
+		sumqx += float32(w[i] * xval[i] * q)
+		sumq2 += float32(w[i] * q * q)
+	}
+	return sumqx, sumq2
+}
+
+// makeQpQuants is ggml's make_qp_quants: levels in [0, nmax] for the
+// non-negative x (L as uint8, as in C, so a negative level wraps) and the
+// weighted least-squares scale after a small search and up to 5 rounds of
+// coordinate descent.
+func makeQpQuants(nmax int32, x []float32, L []uint8, qw []float32) float32 {
+	var max float32
+	for _, v := range x {
+		max = maxf(max, v)
+	}
+	if max < groupMaxEps {
+		clear(L)
+		return 0
+	}
+	iscale := float32(nmax) / max
+	for i, v := range x {
+		L[i] = uint8(nearestInt(iscale * v))
+	}
+	scale := 1 / iscale
+	var bestMSE float32
+	for i, v := range x {
+		diff := v - float32(scale*float32(L[i]))
+		bestMSE += float32(qw[i] * diff * diff)
+	}
+	for is := int32(-4); is <= 4; is++ {
+		if is == 0 {
+			continue
+		}
+		iscaleIs := (float32(0.1*float32(is)) + float32(nmax)) / max
+		scaleIs := 1 / iscaleIs
+		var mse float32
+		for i, v := range x {
+			l := min(nmax, nearestInt(iscaleIs*v))
+			diff := v - float32(scaleIs*float32(l))
+			mse += float32(qw[i] * diff * diff)
+		}
+		if mse < bestMSE {
+			bestMSE, iscale = mse, iscaleIs
+		}
+	}
+	var sumlx, suml2 float32
+	for i, v := range x {
+		l := min(nmax, nearestInt(iscale*v))
+		L[i] = uint8(l)
+		sumlx += float32(qw[i] * v * float32(l))
+		suml2 += float32(qw[i] * float32(l) * float32(l))
+	}
+	for range 5 {
+		changed := 0
+		for i, v := range x {
+			w := qw[i]
+			li := float32(L[i])
+			slx := sumlx - float32(w*v*li)
+			sl2 := suml2 - float32(w*li*li)
+			if slx > 0 && sl2 > 0 {
+				newL := min(nmax, nearestInt(v*sl2/slx))
+				if newL != int32(L[i]) {
+					slx += float32(w * v * float32(newL))
+					sl2 += float32(w * float32(newL) * float32(newL))
+					if float32(slx*slx)*suml2 > float32(sumlx*sumlx)*sl2 {
+						L[i], sumlx, suml2 = uint8(newL), slx, sl2
+						changed++
+					}
+				}
+			}
+		}
+		if changed == 0 {
+			break
+		}
+	}
+	if suml2 > 0 {
+		return sumlx / suml2
+	}
+	return 0
+}
