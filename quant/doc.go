@@ -16,9 +16,29 @@
 //
 // The i-quants (iq.go) code groups of 8 or 4 values as points of fixed
 // codebook grids (iqgrids.go, read back from llama.cpp's library by
-// TestIQGridsFromOracle). Dequantize decodes them bit for bit like ggml;
-// their reference quantizers are not there yet (QuantizeRef and Quantize
-// refuse them).
+// TestIQGridsFromOracle). Dequantize decodes them bit for bit like ggml.
+// Their reference quantizers (iq1quant.go, iq2quant.go, iq3quant.go)
+// reproduce ggml_quantize_chunk byte for byte without an importance matrix
+// (QuantizeRef) and with one (QuantizeRefWeighted). llama.cpp refuses
+// IQ2_XXS, IQ2_XS and IQ1_S without an importance matrix
+// (Type.NeedsImportance); QuantizeRef returns ErrNeedsImportance for them.
+// The grid search tables of ggml's iq2xs_init_impl and iq3xs_init_impl (a
+// key per rounded level vector, the neighbour lists of the keys off the
+// grid) are computed from the grids once per process at first use
+// (iqtables.go). On rows with NaN or ±Inf, or whose sum of squares
+// overflows float32, ggml's i-quant searches abort (a failed GGML_ASSERT);
+// QuantizeRef and QuantizeRefWeighted return deterministic bytes there
+// instead.
+//
+// Quantize for an i-quant (iqopt.go) starts from ggml's blocks, computed
+// with the reference weighting, without an importance where the type allows
+// one, and with weights equal to the error's own; it refits the integer
+// group scales and the fp16 super-block scale in closed form, re-chooses
+// each grid point at its group's quantized scale among its grid neighbours,
+// and keeps per block the candidate of least weighted error (never worse
+// than the reference block). With an importance, the reference for IQ2_XXS,
+// IQ2_XS and IQ1_S is QuantizeRefWeighted with that importance; without
+// one, with an importance of 1.
 //
 // # Reference quantizers
 //

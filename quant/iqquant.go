@@ -296,3 +296,12 @@ func makeQpQuants(nmax int32, x []float32, L []uint8, qw []float32) float32 {
 	}
 	return 0
 }
+
+// onesImportance is an importance of 1 for each of n columns (none for n < 1).
+func onesImportance(n int) []float32 {
+	imp := make([]float32, max(n, 0))
+	for i := range imp {
+		imp[i] = 1
+	}
+	return imp
+}

@@ -21,6 +21,9 @@ type iqTable struct {
 	// pos holds each grid point's coordinates as 2l+1, dim per point.
 	pos []int8
 	dim int
+	// vals are the distinct coordinate values of the grid, ascending: level
+	// l stands for vals[l].
+	vals []float32
 	// kmap maps a key to its grid index, or to −(offset+1) for a key off
 	// the grid: neighbours[offset] is then the number of neighbours and
 	// the next that many entries their grid indices.
@@ -56,6 +59,9 @@ func newIQTable(coords []byte, dim, bitsPer, nwant int) *iqTable {
 	}
 	n := len(coords) / dim
 	t := &iqTable{pos: make([]int8, len(coords)), dim: dim}
+	for _, v := range levels {
+		t.vals = append(t.vals, float32(v))
+	}
 	for i, v := range coords {
 		t.pos[i] = 2*rank[v] + 1
 	}
@@ -76,41 +82,66 @@ func newIQTable(coords []byte, dim, bitsPer, nwant int) *iqTable {
 		}
 		t.kmap[key] = int32(k)
 	}
+	// The squared distance of a key to a grid point is the sum of two
+	// halves (the first and the last dim/2 coordinates), each looked up in a
+	// table indexed by the half key: half[h][v*n+k] for half value v.
 	mask := 1<<bitsPer - 1
-	maxD2 := dim * (2 * mask) * (2 * mask)
-	buckets := make([][]uint16, maxD2+1)
-	pos := make([]int8, dim)
+	hbits := bitsPer * dim / 2
+	nh := 1 << hbits
+	var half [2][]uint16
+	for h := range half {
+		half[h] = make([]uint16, nh*n)
+		for v := range nh {
+			for k := range n {
+				p := t.point(k)[h*dim/2 : (h+1)*dim/2]
+				d2 := 0
+				for i, c := range p {
+					e := int(c) - (2*(v>>(bitsPer*i)&mask) + 1)
+					d2 += e * e
+				}
+				half[h][v*n+k] = uint16(d2)
+			}
+		}
+	}
+	dist := make([]uint16, n)
+	var cand []uint16
 	for key := range t.kmap {
 		if t.kmap[key] >= 0 {
 			continue
 		}
-		for i := range pos {
-			pos[i] = int8(2*(key>>(bitsPer*i)&mask) + 1)
-		}
-		for d := range buckets {
-			buckets[d] = buckets[d][:0]
-		}
-		// Bucketing by distance with indices in increasing order gives
-		// ggml's qsort order on (distance, index).
-		for k := range n {
-			d2 := 0
-			for i, p := range t.point(k) {
-				e := int(p) - int(pos[i])
-				d2 += e * e
+		lo := half[0][(key&(nh-1))*n : (key&(nh-1)+1)*n]
+		hi := half[1][(key>>hbits)*n : (key>>hbits+1)*n]
+		// The nwant smallest distinct distances, ascending.
+		var near [4]uint16
+		have := 0
+		cand = cand[:0] // the grid points that were within reach when met
+		for k := range dist {
+			d := lo[k] + hi[k]
+			dist[k] = d
+			if have == nwant && d > near[have-1] {
+				continue
 			}
-			buckets[d2] = append(buckets[d2], uint16(k))
+			cand = append(cand, uint16(k))
+			at := have
+			for at > 0 && near[at-1] > d {
+				at--
+			}
+			if at > 0 && near[at-1] == d {
+				continue
+			}
+			copy(near[at+1:min(have+1, nwant)], near[at:])
+			near[at] = d
+			have = min(have+1, nwant)
 		}
+		// ggml's qsort order: by distance, then by index.
 		t.kmap[key] = -int32(len(t.neighbours)) - 1
 		at := len(t.neighbours)
 		t.neighbours = append(t.neighbours, 0)
-		have := 0
-		for _, b := range buckets {
-			if len(b) == 0 {
-				continue
-			}
-			t.neighbours = append(t.neighbours, b...)
-			if have++; have == nwant {
-				break
+		for _, d := range near[:have] {
+			for _, k := range cand {
+				if dist[k] == d {
+					t.neighbours = append(t.neighbours, k)
+				}
 			}
 		}
 		t.neighbours[at] = uint16(len(t.neighbours) - at - 1)

@@ -34,7 +34,9 @@ import (
 //
 // F32, F16 and BF16 have nothing to search: Quantize is QuantizeRef for them
 // (importance is still checked). Q4_1, Q5_0, Q5_1 and IQ4_NL have no search
-// yet either: for them, too, Quantize is QuantizeRef for now.
+// yet either: for them, too, Quantize is QuantizeRef for now. The i-quants
+// have their own optimiser, described in the package documentation; for
+// IQ2_XXS, IQ2_XS and IQ1_S it is the way to quantize without an importance.
 func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float32) error {
 	nrows, err := shape(t, rowLen, len(src), len(dst))
 	if err != nil {
@@ -42,6 +44,10 @@ func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float3
 	}
 	if err := checkImportance(importance, rowLen); err != nil {
 		return fmt.Errorf("quant: quantize to %s: %w", t, err)
+	}
+	if iqLayouts[t] != nil {
+		quantizeIQ(t, dst, src, rowLen, importance)
+		return nil
 	}
 	o := newOptimizer(t)
 	if o == nil {
