@@ -10,14 +10,16 @@
 //	Q2_K (10)  Q3_K (11)  Q4_K (12)  Q5_K (13)  Q6_K (14)  IQ4_NL (20)
 //	BF16 (30)  TQ1_0 (34)  TQ2_0 (35)
 //	IQ2_XXS (16)  IQ2_XS (17)  IQ3_XXS (18)  IQ1_S (19)  IQ3_S (21)
-//	IQ2_S (22)  IQ1_M (29)
+//	IQ2_S (22)  IQ4_XS (23)  IQ1_M (29)
 //
 // # I-quants
 //
 // The i-quants (iq.go) code groups of 8 or 4 values as points of fixed
 // codebook grids (iqgrids.go, read back from llama.cpp's library by
-// TestIQGridsFromOracle). Dequantize decodes them bit for bit like ggml.
-// Their reference quantizers (iq1quant.go, iq2quant.go, iq3quant.go)
+// TestIQGridsFromOracle); IQ4_XS (iq4xs.go) is IQ4_NL's 16-level grid on
+// 256-element super-blocks with 6-bit sub-block scales. Dequantize decodes
+// them bit for bit like ggml. Their reference quantizers (iq1quant.go,
+// iq2quant.go, iq3quant.go, iq4xs.go)
 // reproduce ggml_quantize_chunk byte for byte without an importance matrix
 // (QuantizeRef) and with one (QuantizeRefWeighted). llama.cpp refuses
 // IQ2_XXS, IQ2_XS and IQ1_S without an importance matrix
@@ -28,7 +30,7 @@
 // (iqtables.go). On rows with NaN or ±Inf, or whose sum of squares
 // overflows float32, ggml's i-quant searches abort (a failed GGML_ASSERT);
 // QuantizeRef and QuantizeRefWeighted return deterministic bytes there
-// instead.
+// instead (IQ4_XS matches ggml on those rows too).
 //
 // Quantize for an i-quant (iqopt.go) starts from ggml's blocks, computed
 // with the reference weighting, without an importance where the type allows

@@ -15,7 +15,6 @@ func refQuantize(typ Type, dst []byte, src []float32, rowLen int) error {
 	return QuantizeRef(typ, dst, src, rowLen)
 }
 
-
 // iqTableSimple builds a grid's search table the way ggml's init does: for
 // every key off the grid, all grid points sorted by (distance, index), cut
 // after nwant distinct distances.

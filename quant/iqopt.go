@@ -186,11 +186,18 @@ type iqOptimizer struct {
 	work  []byte
 	deq   []float32
 	unit  []float32 // the block decoded with d = 1
+	// refineFn is refine, or refineIQ4XS for IQ4_XS.
+	refineFn func(blk []byte, x, w []float32) bool
 }
 
 // quantizeIQ is Quantize for the i-quants (see the comment at the top).
 func quantizeIQ(t Type, dst []byte, src []float32, rowLen int, importance []float32) {
 	o := &iqOptimizer{t: t, lay: iqLayouts[t], ref: weightedRefs[t], ts: t.TypeSize()}
+	if t == IQ4_XS {
+		o.refineFn = refineIQ4XS
+	} else {
+		o.refineFn = o.refine
+	}
 	rs := rowLen / qkK * o.ts
 	o.best, o.work = make([]byte, o.ts), make([]byte, o.ts)
 	o.deq, o.unit = make([]float32, qkK), make([]float32, qkK)
@@ -238,6 +245,7 @@ func (o *iqOptimizer) pureWeights(row, w []float32) {
 		if o.t != IQ2_XXS && o.t != IQ2_XS {
 			sigma2 = 2 * sumSquares(x) / qkK
 		}
+
 		for i, v := range x {
 			s := sqrtf(sigma2 + float32(v*v))
 			p := float32(0)
@@ -268,7 +276,7 @@ func (o *iqOptimizer) block(y []byte, b int, x, w []float32) {
 			}
 		}
 		copy(o.work, blk)
-		if o.refine(o.work, x, w) {
+		if o.refineFn(o.work, x, w) {
 			if e := o.err(o.work, x, w); e < best {
 				best = e
 				copy(y, o.work)

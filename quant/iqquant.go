@@ -46,6 +46,7 @@ var weightedRefs = map[Type]weightedRef{
 	IQ3_S:   quantizeRowIQ3S,
 	IQ1_S:   quantizeRowIQ1S,
 	IQ1_M:   quantizeRowIQ1M,
+	IQ4_XS:  quantizeRowIQ4XS,
 }
 
 // QuantizeRefWeighted quantizes the rows of src (each rowLen long) into dst

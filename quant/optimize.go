@@ -45,7 +45,7 @@ func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float3
 	if err := checkImportance(importance, rowLen); err != nil {
 		return fmt.Errorf("quant: quantize to %s: %w", t, err)
 	}
-	if iqLayouts[t] != nil {
+	if t == IQ4_XS || iqLayouts[t] != nil {
 		quantizeIQ(t, dst, src, rowLen, importance)
 		return nil
 	}
