@@ -52,6 +52,9 @@ func (m cpuMeter) report(b *testing.B, bytes, elems int) {
 func BenchmarkQuantizeRef(b *testing.B) {
 	src := benchMatrix()
 	for _, typ := range Types() {
+		if isIQ(typ) {
+			continue // BenchmarkIQ*: a smaller matrix, and an imatrix where ggml needs one
+		}
 		b.Run(typ.String(), func(b *testing.B) {
 			dst := make([]byte, benchRows*benchRowSize(b, typ))
 			b.SetBytes(int64(4 * len(src)))
@@ -73,6 +76,9 @@ func BenchmarkQuantizeRef(b *testing.B) {
 func BenchmarkDequantize(b *testing.B) {
 	src := benchMatrix()
 	for _, typ := range Types() {
+		if isIQ(typ) {
+			continue // BenchmarkIQ*: a smaller matrix, and an imatrix where ggml needs one
+		}
 		b.Run(typ.String(), func(b *testing.B) {
 			q := make([]byte, benchRows*benchRowSize(b, typ))
 			if err := QuantizeRef(typ, q, src, benchRowLen); err != nil {
@@ -102,6 +108,9 @@ func BenchmarkGGMLQuantize(b *testing.B) {
 	o := startOracle(b)
 	src := benchMatrix()
 	for _, typ := range Types() {
+		if isIQ(typ) {
+			continue // BenchmarkIQ*: a smaller matrix, and an imatrix where ggml needs one
+		}
 		b.Run(typ.String(), func(b *testing.B) {
 			wall, cpu := o.timeQuantize(b, typ, src, benchRowLen, b.N)
 			bytes := 4 * float64(len(src)) * float64(b.N)
@@ -117,6 +126,9 @@ func BenchmarkGGMLDequantize(b *testing.B) {
 	o := startOracle(b)
 	src := benchMatrix()
 	for _, typ := range Types() {
+		if isIQ(typ) {
+			continue // BenchmarkIQ*: a smaller matrix, and an imatrix where ggml needs one
+		}
 		if typ == F32 {
 			continue // ggml-base has no to_float for F32
 		}

@@ -136,9 +136,6 @@ func TestCodecTable(t *testing.T) {
 	}
 	stats := map[key]*tableStats{}
 	for _, typ := range Types() {
-		if !hasRefQuantizer(typ) {
-			continue // dequantize only, so far
-		}
 		for _, v := range variants {
 			for _, ten := range sets[v] {
 				methods := []string{"ref", "opt"}
@@ -153,7 +150,7 @@ func TestCodecTable(t *testing.T) {
 						case "bitnet":
 							return QuantizeBitNet(typ, q, ten.vals, 256, BitNetScale(ten.vals))
 						}
-						return QuantizeRef(typ, q, ten.vals, 256)
+						return refQuantize(typ, q, ten.vals, 256)
 					})
 					k := key{typ, v, m}
 					if stats[k] == nil {
@@ -192,9 +189,6 @@ func TestCodecTable(t *testing.T) {
 	b.WriteString("\n| type | bits/weight | plain RMSE ref | plain RMSE opt | Δ | rotated RMSE ref | rotated RMSE opt | Δ |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, typ := range Types() {
-		if !hasRefQuantizer(typ) {
-			continue // dequantize only, so far
-		}
 		bpw := 8 * float64(typ.TypeSize()) / float64(typ.BlockSize())
 		fmt.Fprintf(&b, "| %s | %.4g |", typ, bpw)
 		for _, v := range variants {

@@ -10,7 +10,7 @@ import "fmt"
 // (FitType then refuses rows it cannot hold, as llama-quantize does).
 func Fallbacks(t Type) []Type {
 	switch t {
-	case IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S:
+	case IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ4_XS:
 		return []Type{IQ4_NL, F16}
 	case Q2_K, Q3_K, TQ1_0, TQ2_0:
 		return []Type{Q4_0, F16}

@@ -2,7 +2,6 @@ package quant
 
 import (
 	"encoding/binary"
-	"errors"
 	"math/bits"
 )
 
@@ -231,7 +230,3 @@ func dequantizeRowIQ1M(dst []float32, src []byte) {
 		}
 	}
 }
-
-// errNoRefQuantizer is returned by QuantizeRef for a type whose reference
-// quantizer is not there (yet).
-var errNoRefQuantizer = errors.New("no reference quantizer for this type")

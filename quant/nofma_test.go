@@ -15,7 +15,7 @@ import (
 // rounding: the optimised quantizers' searches (their results are judged
 // by decoding, never compared with C).
 var fmaAllowed = map[string]bool{
-	"optimize.go": true, "optk.go": true, "optlayout.go": true, "optlegacy.go": true, "bitnet.go": true,
+	"optimize.go": true, "optk.go": true, "optlayout.go": true, "optlegacy.go": true, "bitnet.go": true, "iqopt.go": true,
 }
 
 // amd64FMA matches the raw bytes of a VEX-encoded scalar or packed fused

@@ -36,7 +36,9 @@ import (
 // holding NaN or ±Inf keep the reference bytes.
 //
 // F32, F16 and BF16 have nothing to search: Quantize is QuantizeRef for them
-// (importance is still checked).
+// (importance is still checked). The i-quants
+// have their own optimiser, described in the package documentation; for
+// IQ2_XXS, IQ2_XS and IQ1_S it is the way to quantize without an importance.
 func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float32) error {
 	nrows, err := shape(t, rowLen, len(src), len(dst))
 	if err != nil {
@@ -45,10 +47,14 @@ func Quantize(t Type, dst []byte, src []float32, rowLen int, importance []float3
 	if err := checkImportance(importance, rowLen); err != nil {
 		return fmt.Errorf("quant: quantize to %s: %w", t, err)
 	}
+	if t == IQ4_XS || iqLayouts[t] != nil {
+		quantizeIQ(t, dst, src, rowLen, importance)
+		return nil
+	}
 	o := newOptimizer(t)
 	if o == nil {
 		if t.codec().quantize == nil {
-			return fmt.Errorf("quant: quantize to %s: %w", t, errNoRefQuantizer)
+			return fmt.Errorf("quant: quantize to %s: %w", t, ErrNeedsImportance)
 		}
 		t.codec().quantize(dst, src)
 		return nil

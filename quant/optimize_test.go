@@ -91,9 +91,6 @@ func quantDequant(t *testing.T, typ Type, x []float32, rowLen int, f func(dst []
 // output decodes to finite values.
 func TestQuantizeNotWorse(t *testing.T) {
 	for _, typ := range Types() {
-		if !hasRefQuantizer(typ) {
-			continue // dequantize only, so far
-		}
 		for _, ds := range optDatasets(t, typ) {
 			for _, withImp := range []bool{false, true} {
 				var imp []float32
@@ -104,7 +101,12 @@ func TestQuantizeNotWorse(t *testing.T) {
 				if withImp {
 					name += "/importance"
 				}
-				refQ, refY := quantDequant(t, typ, ds.data, ds.rowLen, func(q []byte) error { return QuantizeRefWeighted(typ, q, ds.data, ds.rowLen, imp) })
+				refQ, refY := quantDequant(t, typ, ds.data, ds.rowLen, func(q []byte) error {
+					if imp == nil {
+						return refQuantize(typ, q, ds.data, ds.rowLen)
+					}
+					return QuantizeRefWeighted(typ, q, ds.data, ds.rowLen, imp)
+				})
 				optQ, optY := quantDequant(t, typ, ds.data, ds.rowLen, func(q []byte) error { return Quantize(typ, q, ds.data, ds.rowLen, imp) })
 				eRef := weightedMSE(refY, ds.data, ds.rowLen, imp)
 				eOpt := weightedMSE(optY, ds.data, ds.rowLen, imp)
@@ -232,10 +234,7 @@ func TestQuantizeSpecialRows(t *testing.T) {
 	nanRow[3], nanRow[100], nanRow[200] = float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))
 	x = append(x, nanRow...)
 	for _, typ := range Types() {
-		if !hasRefQuantizer(typ) {
-			continue // dequantize only, so far
-		}
-		refQ, refY := quantDequant(t, typ, x, rowLen, func(q []byte) error { return QuantizeRef(typ, q, x, rowLen) })
+		refQ, refY := quantDequant(t, typ, x, rowLen, func(q []byte) error { return refQuantize(typ, q, x, rowLen) })
 		optQ, optY := quantDequant(t, typ, x, rowLen, func(q []byte) error { return Quantize(typ, q, x, rowLen, nil) })
 		bs, ts := typ.BlockSize(), typ.TypeSize()
 		for b := 0; b < len(x)/bs; b++ {

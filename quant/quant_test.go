@@ -39,6 +39,7 @@ func TestTypeTable(t *testing.T) {
 		{IQ3_S, 21, "IQ3_S", 256, 110},
 		{IQ2_S, 22, "IQ2_S", 256, 82},
 		{IQ1_M, 29, "IQ1_M", 256, 56},
+		{IQ4_XS, 23, "IQ4_XS", 256, 136},
 		{IQ4_NL, 20, "IQ4_NL", 32, 18},
 	}
 	if got := len(Types()); got != len(tests) {
@@ -218,9 +219,6 @@ func TestFallbacks(t *testing.T) {
 // TestLengthErrors checks that every wrong buffer length is refused.
 func TestLengthErrors(t *testing.T) {
 	for _, typ := range Types() {
-		if !hasRefQuantizer(typ) {
-			continue // dequantize only, so far
-		}
 		rowLen := 2 * max(typ.BlockSize(), 32)
 		rowSize, err := typ.RowSize(rowLen)
 		if err != nil {
@@ -249,7 +247,7 @@ func TestLengthErrors(t *testing.T) {
 			}{"row not block aligned", typ.BlockSize() + 1, typ.TypeSize(), typ.BlockSize() + 1, false})
 		}
 		for _, tc := range tests {
-			errQ := QuantizeRef(typ, make([]byte, tc.nBytes), make([]float32, tc.nFloat), tc.rowLen)
+			errQ := refQuantize(typ, make([]byte, tc.nBytes), make([]float32, tc.nFloat), tc.rowLen)
 			errD := Dequantize(typ, make([]float32, tc.nFloat), make([]byte, tc.nBytes), tc.rowLen)
 			if (errQ == nil) != tc.ok || (errD == nil) != tc.ok {
 				t.Errorf("%s %s: QuantizeRef error %v, Dequantize error %v; want ok=%v", typ, tc.name, errQ, errD, tc.ok)
@@ -271,16 +269,14 @@ func TestRoundTrip(t *testing.T) {
 	bounds := map[Type]float64{
 		F32: 0, F16: 5e-4, BF16: 3e-3, Q8_0: 0.01, Q6_K: 0.025, Q5_K: 0.05, Q4_K: 0.09,
 		Q4_0: 0.11, Q4_1: 0.09, Q5_0: 0.05, Q5_1: 0.045, IQ4_NL: 0.09, Q3_K: 0.19, Q2_K: 0.36, TQ1_0: 0.85, TQ2_0: 0.85,
+		IQ2_XXS: 0.36, IQ2_XS: 0.32, IQ2_S: 0.28, IQ3_XXS: 0.23, IQ3_S: 0.18, IQ1_S: 0.51, IQ1_M: 0.61, IQ4_XS: 0.09,
 	}
 	rng := rand.New(rand.NewPCG(11, 12))
 	x := gaussianOutliers(rng, 64*512, 1, 0, 0)
 	for _, typ := range Types() {
-		if !hasRefQuantizer(typ) {
-			continue // dequantize only, so far
-		}
 		rowSize, _ := typ.RowSize(512)
 		q := make([]byte, 64*rowSize)
-		if err := QuantizeRef(typ, q, x, 512); err != nil {
+		if err := refQuantize(typ, q, x, 512); err != nil {
 			t.Fatal(err)
 		}
 		y := make([]float32, len(x))
@@ -298,7 +294,7 @@ func TestRoundTrip(t *testing.T) {
 		}
 		// All-zero rows decode to zeros.
 		zero := make([]float32, 512)
-		if err := QuantizeRef(typ, q[:rowSize], zero, 512); err != nil {
+		if err := refQuantize(typ, q[:rowSize], zero, 512); err != nil {
 			t.Fatal(err)
 		}
 		if err := Dequantize(typ, y[:512], q[:rowSize], 512); err != nil {

@@ -35,6 +35,7 @@ const (
 	IQ3_S   Type = 21 // 3.4375 bpw: 4-value points of a 512-point grid, explicit signs
 	IQ2_S   Type = 22 // 2.5625 bpw: 8-value points of a 1024-point grid, explicit signs
 	IQ1_M   Type = 29 // 1.75 bpw: IQ1_S's grid, a shift per 8 values, 3-bit scales per 16
+	IQ4_XS  Type = 23 // 4.25 bpw: IQ4_NL's grid on 256-element super-blocks, 6-bit scales per 32
 
 	IQ4_NL Type = 20 // 32-element blocks: fp16 scale, 4-bit indices into a non-uniform grid
 )
@@ -73,11 +74,12 @@ var codecs = [...]codec{
 
 	IQ2_XXS: {"IQ2_XXS", qkK, blockIQ2XXS, nil, dequantizeRowIQ2XXS},
 	IQ2_XS:  {"IQ2_XS", qkK, blockIQ2XS, nil, dequantizeRowIQ2XS},
-	IQ3_XXS: {"IQ3_XXS", qkK, blockIQ3XXS, nil, dequantizeRowIQ3XXS},
+	IQ3_XXS: {"IQ3_XXS", qkK, blockIQ3XXS, quantizeRowIQ3XXSRef, dequantizeRowIQ3XXS},
 	IQ1_S:   {"IQ1_S", qkK, blockIQ1S, nil, dequantizeRowIQ1S},
-	IQ3_S:   {"IQ3_S", qkK, blockIQ3S, nil, dequantizeRowIQ3S},
-	IQ2_S:   {"IQ2_S", qkK, blockIQ2S, nil, dequantizeRowIQ2S},
-	IQ1_M:   {"IQ1_M", qkK, blockIQ1M, nil, dequantizeRowIQ1M},
+	IQ3_S:   {"IQ3_S", qkK, blockIQ3S, quantizeRowIQ3SRef, dequantizeRowIQ3S},
+	IQ2_S:   {"IQ2_S", qkK, blockIQ2S, quantizeRowIQ2SRef, dequantizeRowIQ2S},
+	IQ1_M:   {"IQ1_M", qkK, blockIQ1M, quantizeRowIQ1MRef, dequantizeRowIQ1M},
+	IQ4_XS:  {"IQ4_XS", qkK, blockIQ4XS, quantizeRowIQ4XSRef, dequantizeRowIQ4XS},
 
 	IQ4_NL: {"IQ4_NL", 32, 18, quantizeRowIQ4NLRef, dequantizeRowIQ4NL},
 }
@@ -229,7 +231,7 @@ func QuantizeRef(t Type, dst []byte, src []float32, rowLen int) error {
 		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, err)
 	}
 	if t.codec().quantize == nil {
-		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, errNoRefQuantizer)
+		return fmt.Errorf("quant: quantize %d values to %s: %w", len(src), t, ErrNeedsImportance)
 	}
 	t.codec().quantize(dst, src)
 	return nil

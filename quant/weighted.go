@@ -369,16 +369,24 @@ type weightedRef func(dst []byte, row, importance []float32)
 
 // weightedRefs are the importance-weighted reference quantizers by type.
 var weightedRefs = map[Type]weightedRef{
-	Q4_0:   quantizeRowQ40Weighted,
-	Q4_1:   quantizeRowQ41Weighted,
-	Q5_0:   quantizeRowQ50Weighted,
-	Q5_1:   quantizeRowQ51Weighted,
-	Q2_K:   quantizeRowQ2KWeighted,
-	Q3_K:   quantizeRowQ3KWeighted,
-	Q4_K:   quantizeRowQ4KWeighted,
-	Q5_K:   quantizeRowQ5KWeighted,
-	Q6_K:   quantizeRowQ6KWeighted,
-	IQ4_NL: quantizeRowIQ4NLWeighted,
+	Q4_0:    quantizeRowQ40Weighted,
+	Q4_1:    quantizeRowQ41Weighted,
+	Q5_0:    quantizeRowQ50Weighted,
+	Q5_1:    quantizeRowQ51Weighted,
+	Q2_K:    quantizeRowQ2KWeighted,
+	Q3_K:    quantizeRowQ3KWeighted,
+	Q4_K:    quantizeRowQ4KWeighted,
+	Q5_K:    quantizeRowQ5KWeighted,
+	Q6_K:    quantizeRowQ6KWeighted,
+	IQ4_NL:  quantizeRowIQ4NLWeighted,
+	IQ2_XXS: quantizeRowIQ2XXS,
+	IQ2_XS:  quantizeRowIQ2XS,
+	IQ2_S:   quantizeRowIQ2S,
+	IQ3_XXS: quantizeRowIQ3XXS,
+	IQ3_S:   quantizeRowIQ3S,
+	IQ1_S:   quantizeRowIQ1S,
+	IQ1_M:   quantizeRowIQ1M,
+	IQ4_XS:  quantizeRowIQ4XS,
 }
 
 // IgnoresImportance reports whether ggml quantizes t the same with and
