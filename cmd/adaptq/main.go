@@ -3,7 +3,7 @@
 //
 //	adaptq inspect [--json] [--scan=false] <model location>
 //	adaptq synth --shape <name|json> [--layers N] [--dtype bf16] [--seed 1] --out <location>
-//	adaptq export --model <location> --type q4_k [--rotate hadamard --seed 1] --out <location>
+//	adaptq export --model <location> --type q4_k_m [--rotate hadamard --seed 1] --out <location>
 //	adaptq verify --model <checkpoint or .gguf> [--reference <checkpoint>] --text <file> [--ctx 256] [--protocol full|llama.cpp]
 //	adaptq generate --model <checkpoint or .gguf> [--prompt text] [-n 48]
 //
