@@ -6,7 +6,7 @@ test:
 	bash scripts/test.sh
 
 run:
-	go run ./cmd/adaptq quantize --model testdata/models/stories260k --out ./out --recipe q4_k --text testdata/text/tinystories-valid-sample.txt
+	go run ./cmd/adaptq quantize --model testdata/models/stories260k --out ./out --recipe q4_k_m --text testdata/text/tinystories-valid-sample.txt
 
 build:
 	go build -o adaptq ./cmd/adaptq

@@ -213,10 +213,6 @@ type Summary struct {
 	Composed bool `json:"composed,omitempty"`
 }
 
-// ftypes maps recipes to llama.cpp's general.file_type (informational).
-var ftypes = map[string]uint32{"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q2_k": 10, "q3_k": 11, "q4_k": 14,
-	"q5_k": 16, "q6_k": 18, "bf16": 32, "tq1_0": 36, "tq2_0": 37, "bitnet": 37}
-
 // Stitch writes the GGUF file and the manifest, whose metadata holds the
 // GGUF's SHA-256. On S3, when every part but the last is at least 5 MiB and
 // the payloads are uncompressed, the file is composed server-side from the
@@ -254,8 +250,9 @@ func Stitch(ctx context.Context, ck *model.Checkpoint, out store.Store, p *shard
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
 	opts := gguf.LlamaOptions{Name: lastElem(p.Model), Tokenizer: tok, TokenizerConfig: tokCfg}
-	if ft, ok := ftypes[r.Name]; ok {
-		opts.FileType = &ft
+	if ft, ok := r.FileType(); ok {
+		v := uint32(ft)
+		opts.FileType = &v
 	}
 	md, err := gguf.LlamaMetadata(ck.Config, opts)
 	if err != nil {

@@ -71,9 +71,9 @@ func TestLogProbsMatchLlamaCpp(t *testing.T) {
 		{"f32", 1e-4, 1e-5},
 		{"f16", 0.02, 1.5e-3},
 		{"q8_0", 0.3, 0.03},
-		{"q4_0", 0.4, 0.035},
-		{"q4_k", 0.3, 0.03},
-		{"q2_k", 0.4, 0.035},
+		{"uniform-q4_0", 0.4, 0.035},
+		{"uniform-q4_k", 0.3, 0.03},
+		{"uniform-q2_k", 0.4, 0.035},
 		{"tq2_0", 0.4, 0.035},
 	} {
 		t.Run(tc.recipe, func(t *testing.T) {

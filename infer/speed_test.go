@@ -74,7 +74,7 @@ func TestSpeedVsLlamaCpp(t *testing.T) {
 		reps    int
 	}{
 		{"stories260k", fixture, []string{"f32", "q8_0"}, 5},
-		{"llama-2-7b, 1 layer, vocab 512", layer, []string{"f32", "q8_0", "q4_k"}, 2},
+		{"llama-2-7b, 1 layer, vocab 512", layer, []string{"f32", "q8_0", "uniform-q4_k"}, 2},
 	} {
 		for _, rname := range m.recipes {
 			r, err := shards.NamedRecipe(rname)

@@ -22,7 +22,7 @@ import (
 
 // BenchmarkQuantizeLayer70B runs shards.Quantize on one decoder layer with
 // the exact tensor shapes of llama-3-70b (hidden 8192, intermediate 28672,
-// 64 heads, 8 KV heads; 855,654,400 weights, 1.71 GB of BF16), recipe q4_k,
+// 64 heads, 8 KV heads; 855,654,400 weights, 1.71 GB of BF16), recipe uniform-q4_k,
 // without and with the Hadamard rotation. This is the number the fleet
 // sizing in docs/OPERATIONS.md uses.
 //
@@ -48,7 +48,7 @@ func BenchmarkQuantizeLayer70B(b *testing.B) {
 	ck, shard, srcBytes := benchLayer(b, shape)
 	for _, rot := range []string{"none", "hadamard"} {
 		b.Run("rotation="+rot, func(b *testing.B) {
-			r, err := shards.NamedRecipe("q4_k")
+			r, err := shards.NamedRecipe("uniform-q4_k")
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/ohms-project/adaptq/gguf"
 	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/quant"
 )
@@ -30,71 +31,108 @@ type Rotation struct {
 // Enabled reports whether the rotation changes the weights.
 func (r Rotation) Enabled() bool { return r.Kind == "hadamard" }
 
-// Recipe says which type each tensor is quantized to. A requested type that
+// Recipe says which type each tensor is quantized to: a llama.cpp preset
+// (Preset set: the type llama-quantize chooses for each tensor) or one type
+// for every linear layer (Linear, Embed, Output). A requested type that
 // does not fit a tensor's row length falls back along quant.Fallbacks; the
 // manifest records both. RMSNorm weights and biases are always F32.
 type Recipe struct {
 	Name string `json:"name"`
+	// Preset is llama-quantize's name of the mixture ("q4_k_m"; see
+	// Preset); Linear, Embed and Output are then unused.
+	Preset string `json:"preset,omitempty"`
 	// Linear is the type of the attention and MLP projections.
-	Linear quant.Type `json:"linear"`
+	Linear quant.Type `json:"linear,omitempty"`
 	// Embed is the type of the token embedding table.
-	Embed quant.Type `json:"embed"`
+	Embed quant.Type `json:"embed,omitempty"`
 	// Output is the type of lm_head (also of a tied head when a rotation
 	// unties it).
-	Output quant.Type `json:"output"`
-	// Roles overrides the type by role name (model.Role.String()).
+	Output quant.Type `json:"output,omitempty"`
+	// Roles overrides the type by role name (model.Role.String()), over a
+	// preset too.
 	Roles map[string]quant.Type `json:"roles,omitempty"`
 	// Optimized uses the error-minimising quantizers (same byte layouts).
 	Optimized bool `json:"optimized,omitempty"`
-	// BitNet quantizes the linear layers as BitNet b1.58 does: one absmean
-	// scale per tensor and weights in {-1, 0, 1} (Linear must be TQ1_0 or
-	// TQ2_0).
+	// BitNet quantizes the ternary tensors as BitNet b1.58 does: one
+	// absmean scale per tensor and weights in {-1, 0, 1} (the recipe's
+	// linear type must be TQ1_0 or TQ2_0).
 	BitNet   bool     `json:"bitnet,omitempty"`
 	Rotation Rotation `json:"rotation"`
 	// Compress stores shard payloads zstd-compressed.
 	Compress bool `json:"compress,omitempty"`
 }
 
-// NamedRecipe returns a built-in recipe: f32, f16, bf16, q8_0, q4_0, q2_k,
-// q3_k, q4_k, q5_k, q6_k, tq1_0, tq2_0 or bitnet. K-quant and ternary
-// recipes keep lm_head at Q6_K and ternary ones the embedding at Q4_K, as
-// llama.cpp's own presets do, because those two tensors dominate the error.
+// uniformPrefix names the one-type recipes: "uniform-q4_k".
+const uniformPrefix = "uniform-"
+
+// NamedRecipe returns a built-in recipe:
+//   - a llama-quantize preset by its name (see Presets: q8_0, q6_k,
+//     q5_k_m, q4_k_m, q3_k_m, q2_k, q4_0, tq2_0, f16, ...; the aliases
+//     q3_k, q4_k and q5_k are the _m mixtures, as in llama-quantize):
+//     every tensor gets the type llama.cpp gives it;
+//   - "uniform-<type>" (uniform-q4_k, uniform-q2_k, ...): that type for
+//     every linear layer and the embedding, except that Q2_K … Q5_K and
+//     the ternary types keep lm_head (and a tied embedding) at Q6_K and
+//     ternary ones the embedding at Q4_K, because those two tensors
+//     dominate the error;
+//   - "bitnet": the tq2_0 preset's types with BitNet b1.58's ternary
+//     quantization of the linear layers.
+//
+// The name is kept as given (in lower case) in the recipe's Name.
 func NamedRecipe(name string) (Recipe, error) {
 	n := strings.ToLower(name)
 	r := Recipe{Name: n}
-	switch n {
-	case "bitnet":
-		r.Linear, r.Embed, r.Output, r.BitNet = quant.TQ2_0, quant.Q4_K, quant.Q6_K, true
+	switch {
+	case n == "bitnet":
+		r.Preset, r.BitNet = "tq2_0", true
+		return r, nil
+	case strings.HasPrefix(n, uniformPrefix):
+		t, err := quant.ParseType(strings.TrimPrefix(n, uniformPrefix))
+		if err != nil {
+			return Recipe{}, fmt.Errorf("recipe %q: %w", name, err)
+		}
+		r.Linear, r.Embed, r.Output = t, t, t
+		switch t {
+		case quant.Q2_K, quant.Q3_K, quant.Q4_K, quant.Q5_K:
+			r.Output = quant.Q6_K
+		case quant.TQ1_0, quant.TQ2_0:
+			r.Embed, r.Output = quant.Q4_K, quant.Q6_K
+		}
 		return r, nil
 	}
-	t, err := quant.ParseType(n)
+	p, err := LookupPreset(n)
 	if err != nil {
-		return Recipe{}, fmt.Errorf("unknown recipe %q (f32, f16, bf16, q8_0, q4_0, q2_k, q3_k, q4_k, q5_k, q6_k, tq1_0, tq2_0, bitnet)", name)
+		return Recipe{}, fmt.Errorf("unknown recipe %q: %v (presets: %s; uniform-<type>; bitnet)", name, err, PresetNames())
 	}
-	r.Linear, r.Embed, r.Output = t, t, t
-	switch t {
-	case quant.Q2_K, quant.Q3_K, quant.Q4_K, quant.Q5_K:
-		r.Output = quant.Q6_K
-	case quant.TQ1_0, quant.TQ2_0:
-		r.Embed, r.Output = quant.Q4_K, quant.Q6_K
-	}
+	r.Preset = p.Name
 	return r, nil
 }
 
-// TypeFor is the type a recipe requests for a tensor (before fallbacks).
-// tiedHead says that the embedding also serves as lm_head (a tied model
-// without rotation); it then gets the Output type, as in llama.cpp, since
-// its error reaches the logits directly.
-func (r Recipe) TypeFor(role model.Role, bias, tiedHead bool) quant.Type {
-	if bias || role.IsNorm() {
+// TypeFor is the type a recipe requests for a tensor of a model with config
+// cfg (before fallbacks; see OutputType).
+func (r Recipe) TypeFor(cfg *model.Config, s Slot) quant.Type {
+	return r.typeFor(cfg, s, false)
+}
+
+// typeFor is TypeFor with llama.cpp's has_imatrix: whether an importance
+// matrix is given, which changes some presets' choice.
+func (r Recipe) typeFor(cfg *model.Config, s Slot, imatrix bool) quant.Type {
+	if s.Bias || s.Role.IsNorm() {
 		return quant.F32
 	}
-	if t, ok := r.Roles[role.String()]; ok {
+	if t, ok := r.Roles[s.Role.String()]; ok {
 		return t
 	}
-	switch role {
+	if r.Preset != "" {
+		p, err := LookupPreset(r.Preset)
+		if err != nil {
+			return r.Linear // Validate rejects the recipe
+		}
+		return p.Type(cfg, s, imatrix)
+	}
+	switch s.Role {
 	case model.RoleEmbed:
-		if tiedHead {
+		if s.Tied {
 			return r.Output
 		}
 		return r.Embed
@@ -104,15 +142,61 @@ func (r Recipe) TypeFor(role model.Role, bias, tiedHead bool) quant.Type {
 	return r.Linear
 }
 
-// Validate checks the recipe's types.
-func (r Recipe) Validate() error {
-	for _, t := range []quant.Type{r.Linear, r.Embed, r.Output} {
-		if !t.Valid() {
-			return fmt.Errorf("recipe %q: invalid type %d", r.Name, uint32(t))
+// OutputType is the type the tensor is written in: TypeFor, or the first
+// fallback whose blocks hold the row (quant.FitType).
+func (r Recipe) OutputType(cfg *model.Config, s Slot) (quant.Type, error) {
+	return quant.FitType(r.TypeFor(cfg, s), s.Cols)
+}
+
+// FileType is the recipe's llama_ftype (general.file_type): its preset's,
+// or for a uniform recipe the "mostly" file type of its linear type (the
+// _S mixture of a K-quant); false when llama.cpp has none.
+func (r Recipe) FileType() (gguf.FileType, bool) {
+	if r.Preset != "" {
+		p, err := LookupPreset(r.Preset)
+		return p.FileType, err == nil
+	}
+	name := strings.ToLower(r.Linear.String())
+	for _, p := range presets {
+		if p.Base == r.Linear && (p.Name == name || p.Name == name+"_s") {
+			return p.FileType, true
 		}
 	}
-	if r.BitNet && r.Linear != quant.TQ1_0 && r.Linear != quant.TQ2_0 {
-		return fmt.Errorf("recipe %q: bitnet needs TQ1_0 or TQ2_0 linear layers, has %s", r.Name, r.Linear)
+	return 0, false
+}
+
+// linearType is the type the recipe gives a dense model's projections.
+func (r Recipe) linearType() quant.Type {
+	if r.Preset == "" {
+		return r.Linear
+	}
+	p, _ := LookupPreset(r.Preset)
+	return p.Base
+}
+
+// Validate checks the recipe's types.
+func (r Recipe) Validate() error {
+	if r.Preset != "" {
+		if _, err := LookupPreset(r.Preset); err != nil {
+			return fmt.Errorf("recipe %q: %w", r.Name, err)
+		}
+	} else {
+		for _, t := range []quant.Type{r.Linear, r.Embed, r.Output} {
+			if !t.Valid() {
+				return fmt.Errorf("recipe %q: invalid type %d", r.Name, uint32(t))
+			}
+		}
+	}
+	for role, t := range r.Roles {
+		if _, err := model.ParseRole(role); err != nil {
+			return fmt.Errorf("recipe %q: %w", r.Name, err)
+		}
+		if !t.Valid() {
+			return fmt.Errorf("recipe %q: role %s: invalid type %d", r.Name, role, uint32(t))
+		}
+	}
+	if lt := r.linearType(); r.BitNet && lt != quant.TQ1_0 && lt != quant.TQ2_0 {
+		return fmt.Errorf("recipe %q: bitnet needs TQ1_0 or TQ2_0 linear layers, has %s", r.Name, lt)
 	}
 	if k := r.Rotation.Kind; k != "" && k != "none" && k != "hadamard" {
 		return fmt.Errorf("recipe %q: rotation kind %q (none or hadamard)", r.Name, k)

@@ -244,7 +244,7 @@ func (j *job) run(ctx context.Context, ck *model.Checkpoint, r Recipe, block int
 	cfg := ck.Config
 	bad := func(err error) error { return &InputError{File: j.src.File, Tensor: j.src.Name, Err: err} }
 	fail := func(err error) (TensorResult, quant.Type, []byte, error) { return TensorResult{}, 0, nil, err }
-	q, err := newTensorQuant(j, r)
+	q, err := newTensorQuant(cfg, j, r)
 	if err != nil {
 		return fail(bad(err))
 	}
@@ -366,9 +366,56 @@ type tensorQuant struct {
 	trits    [3]int64
 }
 
-func newTensorQuant(j *job, r Recipe) (*tensorQuant, error) {
-	req := r.TypeFor(j.role, j.bias, j.tiedHead)
-	typ, err := quant.FitType(req, int(j.cols))
+// slot is the job as the recipe's type choice sees it.
+func (j *job) slot() Slot {
+	return Slot{Role: j.role, Layer: j.layer, Bias: j.bias, Cols: int(j.cols), Tied: j.tiedHead}
+}
+
+// TensorType is the type a recipe gives one tensor of a plan.
+type TensorType struct {
+	GGUFName  string     `json:"gguf_name"`
+	Requested quant.Type `json:"requested"`
+	Output    quant.Type `json:"output"` // after the fallback for rows Requested cannot hold
+}
+
+// Types lists the type of every tensor the plan's shards write under the
+// recipe, in plan order, without reading any tensor data: what Quantize
+// will write.
+func (p *Plan) Types(ck *model.Checkpoint, r Recipe) ([]TensorType, error) {
+	return p.types(ck, r, false)
+}
+
+// types is Types with llama.cpp's has_imatrix: whether an importance matrix
+// is given, which changes the choice of some presets.
+func (p *Plan) types(ck *model.Checkpoint, r Recipe, imatrix bool) ([]TensorType, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	var out []TensorType
+	for _, s := range p.Shards {
+		jobs, err := shardJobs(ck, s, r)
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			req := r.typeFor(ck.Config, j.slot(), imatrix)
+			typ, err := quant.FitType(req, int(j.cols))
+			if err != nil {
+				return nil, &InputError{File: j.src.File, Tensor: j.src.Name, Err: err}
+			}
+			name, err := gguf.TensorName(j.role, j.layer, j.bias)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, TensorType{GGUFName: name, Requested: req, Output: typ})
+		}
+	}
+	return out, nil
+}
+
+func newTensorQuant(cfg *model.Config, j *job, r Recipe) (*tensorQuant, error) {
+	req := r.TypeFor(cfg, j.slot())
+	typ, err := r.OutputType(cfg, j.slot())
 	if err != nil {
 		return nil, err
 	}

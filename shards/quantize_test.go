@@ -31,7 +31,7 @@ func TestPlanAndKeys(t *testing.T) {
 	if total != len(ck.Tensors) {
 		t.Fatalf("plan covers %d of %d tensors", total, len(ck.Tensors))
 	}
-	r, _ := shards.NamedRecipe("q4_k")
+	r, _ := shards.NamedRecipe("q4_k_m")
 	r2 := r
 	r2.Rotation = shards.Rotation{Kind: "hadamard", Seed: 1}
 	k1, k2 := p.Key(p.Shards[1], r), p.Key(p.Shards[1], r2)
@@ -55,9 +55,9 @@ func TestQuantizeFixture(t *testing.T) {
 		t64, t172, emb, head string
 	}{
 		{"q8_0", false, 0.01, "Q8_0", "F16", "Q8_0", "Q8_0"},
-		{"q4_k", false, 0.12, "Q5_0", "F16", "Q8_0", "Q8_0"},
-		{"q4_k", true, 0.12, "Q5_0", "F16", "Q5_0", "Q8_0"},
-		{"q4_0", true, 0.2, "Q4_0", "F16", "Q4_0", "Q4_0"},
+		{"uniform-q4_k", false, 0.12, "Q5_0", "F16", "Q8_0", "Q8_0"},
+		{"uniform-q4_k", true, 0.12, "Q5_0", "F16", "Q5_0", "Q8_0"},
+		{"uniform-q4_0", true, 0.2, "Q4_0", "F16", "Q4_0", "Q4_0"},
 		{"f32", true, 0, "F32", "F32", "F32", "F32"},
 	} {
 		r, err := shards.NamedRecipe(tc.recipe)

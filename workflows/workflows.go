@@ -67,7 +67,7 @@ type EvalSpec struct {
 type QuantizeInput struct {
 	Model       string          `json:"model"`  // checkpoint location
 	Output      string          `json:"output"` // output location
-	Recipe      string          `json:"recipe"` // named recipe (q4_k, ...)
+	Recipe      string          `json:"recipe"` // named recipe (shards.NamedRecipe: q4_k_m, uniform-q4_k, bitnet, ...)
 	Rotation    shards.Rotation `json:"rotation"`
 	Optimized   bool            `json:"optimized,omitempty"`
 	Compress    bool            `json:"compress,omitempty"`

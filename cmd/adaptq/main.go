@@ -4,7 +4,7 @@
 //	adaptq inspect [--json] [--scan=false] <model location>
 //	adaptq synth --shape <name|json> [--layers N] [--dtype bf16] [--seed 1] --out <location>
 //	adaptq import <file.gguf> --out <location> [--dtype f16|bf16|f32] [--max-shard-gib 4]
-//	adaptq export --model <location> --type q4_k [--rotate hadamard --seed 1] --out <location>
+//	adaptq export --model <location> --type q4_k_m [--rotate hadamard --seed 1] --out <location>
 //	adaptq verify --model <checkpoint or .gguf> [--reference <checkpoint>] --text <file> [--ctx 256] [--protocol full|llama.cpp]
 //	adaptq generate --model <checkpoint or .gguf> [--prompt text] [-n 48]
 //

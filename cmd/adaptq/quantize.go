@@ -24,7 +24,7 @@ import (
 )
 
 func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("quantize", "--model <location> --out <location> [--recipe q4_k] [--rotate hadamard --seed 1] [--text <eval text>] [--temporal host:port] [-v]", stderr)
+	fs := newFlags("quantize", "--model <location> --out <location> [--recipe q4_k_m] [--rotate hadamard --seed 1] [--text <eval text>] [--temporal host:port] [-v]", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
 	out := fs.String("out", "", "output location: shard objects, model.gguf, manifest.parquet, eval/, logs/")
 	rf := addRecipeFlags(fs, "recipe")

@@ -19,7 +19,7 @@ type recipeFlags struct {
 // recipe ("type" for export, "recipe" for quantize).
 func addRecipeFlags(fs *flag.FlagSet, nameFlag string) *recipeFlags {
 	return &recipeFlags{
-		name:     fs.String(nameFlag, "q4_k", "recipe: f32, f16, bf16, q8_0, q4_0, q2_k, q3_k, q4_k, q5_k, q6_k, tq1_0, tq2_0, bitnet"),
+		name:     fs.String(nameFlag, "q4_k_m", "recipe: a llama.cpp preset ("+shards.PresetNames()+"; q3_k, q4_k, q5_k are the _m mixtures), uniform-<type> (one type, e.g. uniform-q4_k) or bitnet"),
 		rotate:   fs.String("rotate", "none", "rotation of the residual stream: none or hadamard"),
 		seed:     fs.Uint64("seed", 1, "rotation seed"),
 		heads:    fs.Bool("heads", false, "also rotate each attention head's value/output pair"),

@@ -1,0 +1,215 @@
+package shards
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/internal/llamaquant"
+	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
+	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/synth"
+)
+
+// presetShapes are the checkpoints the preset check runs on: the fixture
+// (rows of 64 and 172, which fit no K-quant block and, for 172, no 32-block)
+// and synthetic checkpoints with real models' row lengths and head counts,
+// few layers and a small vocabulary (the vocabulary changes no rule of a
+// dense preset). Each names the presets it checks (nil: all but f32 and
+// bf16, which are copies) and whether it also checks them with an
+// importance matrix; the selection keeps `make test` quick, and
+// TestPresetTypesRealModels covers every preset on the real models.
+var presetShapes = []struct {
+	name, config string // config "" is the fixture
+	presets      []string
+	imatrix      bool
+}{
+	{"stories260k", "", allPresets(), true},
+	// SmolLM2-135M: rows of 576 (not a multiple of 256), 9/3 heads (GQA 3), tied.
+	{"smollm2-135m-2L", `{"model_type":"llama","hidden_size":576,"intermediate_size":1536,"num_hidden_layers":2,"num_attention_heads":9,"num_key_value_heads":3,"vocab_size":2048,"tie_word_embeddings":true}`, nil, false},
+	// Qwen2.5-0.5B: rows of 896 and 4864, 14/2 heads (GQA 7), biases, untied (as the real file).
+	{"qwen2.5-0.5b-1L", `{"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,"num_hidden_layers":1,"num_attention_heads":14,"num_key_value_heads":2,"vocab_size":2048,"tie_word_embeddings":false}`, nil, false},
+	// Every row a multiple of 256, GQA 4, untied, 16 layers (n/8 = 2, n/16 = 1).
+	{"llama-gqa4-16L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":16,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":1024,"tie_word_embeddings":false}`, nil, true},
+	// Qwen3 (q/k norms), GQA 2, tied, 12 layers.
+	{"qwen3-12L", `{"model_type":"qwen3","hidden_size":256,"intermediate_size":512,"num_hidden_layers":12,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":64,"vocab_size":1024,"tie_word_embeddings":true}`, nil, false},
+	// 80 layers and GQA: llama.cpp's LLM_TYPE_70B, whose Q3_K and Q4_K
+	// attn_v get Q5_K (the presets with such an attn_v).
+	{"llama-70b-type-80L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":80,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":512,"tie_word_embeddings":false}`,
+		[]string{"q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m"}, false},
+}
+
+// allPresets names every preset.
+func allPresets() []string {
+	var names []string
+	for _, p := range Presets() {
+		names = append(names, p.Name)
+	}
+	return names
+}
+
+// checkedPresets is a shape's preset list.
+func checkedPresets(names []string) []Preset {
+	var out []Preset
+	for _, p := range Presets() {
+		if (names == nil && p.Name != "f32" && p.Name != "bf16") || slices.Contains(names, p.Name) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// presetCheckpoint writes a shape's checkpoint (with the fixture's
+// tokenizer) and its F16 GGUF, and returns both.
+func presetCheckpoint(t *testing.T, config string) (*model.Checkpoint, string) {
+	t.Helper()
+	ctx := context.Background()
+	fixtureDir := filepath.Join("..", "testdata", "models", "stories260k")
+	dir := fixtureDir
+	if config != "" {
+		dir = t.TempDir()
+		st, err := store.NewLocal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, cfg, err := synth.ShapeConfig(config, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := synth.Write(ctx, st, raw, cfg, synth.Options{DType: safetensors.F16, Seed: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck, err := model.Open(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(filepath.Join(fixtureDir, model.TokenizerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "f16.gguf")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := gguf.WriteFloatModel(ctx, ck, f, gguf.TypeF16, gguf.LlamaOptions{Tokenizer: tok}); err != nil {
+		t.Fatal(err)
+	}
+	return ck, path
+}
+
+// onesImatrix is an importance matrix of ones for every weight llama.cpp
+// quantizes: it changes no value's weight, only llama.cpp's has_imatrix.
+func onesImatrix(types map[string]uint32, f *gguf.File) map[string][]float32 {
+	im := map[string][]float32{}
+	for _, ti := range f.Tensors {
+		if len(ti.Dims) == 2 && strings.HasSuffix(ti.Name, ".weight") && !strings.HasSuffix(ti.Name, "_norm.weight") {
+			v := make([]float32, ti.Dims[0])
+			for i := range v {
+				v[i] = 1
+			}
+			im[ti.Name] = v
+		}
+	}
+	return im
+}
+
+// TestPresetTypesLlamaCpp quantizes each shape's F16 GGUF with libllama's
+// llama_model_quantize to every preset, with and without an importance
+// matrix, and requires the type adaptq's plan gives each tensor to be the
+// type in llama.cpp's file, for every tensor name.
+func TestPresetTypesLlamaCpp(t *testing.T) {
+	lq := llamaquant.Require(t)
+	ctx := context.Background()
+	var table []string
+	for _, shape := range presetShapes {
+		t.Run(shape.name, func(t *testing.T) {
+			start := time.Now()
+			ck, f16 := presetCheckpoint(t, shape.config)
+			t.Logf("checkpoint and F16 GGUF: %v", time.Since(start))
+			defer func(start time.Time) { t.Logf("presets: %v", time.Since(start)) }(time.Now())
+			plan := MakePlan(ck)
+			_, f16Header, err := llamaquant.TensorTypes(f16)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range checkedPresets(shape.presets) {
+				for _, imatrix := range []bool{false, true} {
+					if imatrix && (!shape.imatrix || !quantized(p.Base)) {
+						continue
+					}
+					dst := filepath.Join(t.TempDir(), p.Name+".gguf")
+					opt := llamaquant.Options{Threads: 2}
+					if imatrix {
+						opt.Imatrix = onesImatrix(nil, f16Header)
+					}
+					if err := lq.Quantize(ctx, f16, dst, p.Name, opt); err != nil {
+						t.Fatal(err)
+					}
+					want, _, err := llamaquant.TensorTypes(dst)
+					os.Remove(dst)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r, err := NamedRecipe(p.Name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got, err := plan.types(ck, r, imatrix)
+					if err != nil {
+						t.Fatal(err)
+					}
+					compared, bad := compareTypes(t, fmt.Sprintf("%s imatrix=%v", p.Name, imatrix), got, want)
+					table = append(table, fmt.Sprintf("| %s | %s | %v | %d | %d |", shape.name, p.Name, imatrix, compared, bad))
+				}
+			}
+		})
+	}
+	t.Logf("\n| shape | preset | imatrix | tensors compared | mismatches |\n| --- | --- | --- | --- | --- |\n%s", strings.Join(table, "\n"))
+}
+
+// compareTypes reports every tensor whose type differs, and every tensor
+// only one side has; it returns the tensors compared and the mismatches.
+func compareTypes(t *testing.T, what string, got []TensorType, want map[string]uint32) (int, int) {
+	t.Helper()
+	bad := 0
+	seen := map[string]bool{}
+	for _, g := range got {
+		seen[g.GGUFName] = true
+		w, ok := want[g.GGUFName]
+		switch {
+		case !ok:
+			t.Errorf("%s: %s is not in llama.cpp's file", what, g.GGUFName)
+			bad++
+		case uint32(g.Output) != w:
+			t.Errorf("%s: %s: ours %s (asked %s), llama.cpp's %s", what, g.GGUFName, g.Output, g.Requested, gguf.TypeName(w))
+			bad++
+		}
+	}
+	var extra []string
+	for name := range want {
+		if !seen[name] {
+			extra = append(extra, name)
+		}
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		t.Errorf("%s: llama.cpp's file has %s, ours does not", what, name)
+		bad++
+	}
+	return len(got), bad
+}
