@@ -41,7 +41,8 @@ var presets = []Preset{
 	{"q5_k_m", 17, quant.Q5_K}, {"q5_k_s", 16, quant.Q5_K},
 	{"q4_k_m", 15, quant.Q4_K}, {"q4_k_s", 14, quant.Q4_K},
 	{"q3_k_l", 13, quant.Q3_K}, {"q3_k_m", 12, quant.Q3_K}, {"q3_k_s", 11, quant.Q3_K},
-	{"q2_k", 10, quant.Q2_K}, {"q4_0", 2, quant.Q4_0},
+	{"q2_k", 10, quant.Q2_K},
+	{"q5_1", 9, quant.Q5_1}, {"q5_0", 8, quant.Q5_0}, {"q4_1", 3, quant.Q4_1}, {"q4_0", 2, quant.Q4_0},
 	{"tq1_0", 36, quant.TQ1_0}, {"tq2_0", 37, quant.TQ2_0},
 }
 
@@ -221,6 +222,16 @@ func (p Preset) ffnDownType(layer int, m presetModel) quant.Type {
 	case "q4_k_s":
 		if layer < n/8 {
 			return quant.Q5_K
+		}
+	case "q4_0", "q5_0":
+		// With an importance matrix (only then, so that a file without
+		// one stays what it always was) the first eighth of ffn_down
+		// gets the type with a minimum, which Q4_0 and Q5_0 lack.
+		if m.imatrix && layer < n/8 {
+			if p.Base == quant.Q4_0 {
+				return quant.Q4_1
+			}
+			return quant.Q5_1
 		}
 	}
 	return p.Base

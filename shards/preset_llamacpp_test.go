@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -114,7 +113,7 @@ func presetCheckpoint(t *testing.T, config string) (*model.Checkpoint, string) {
 
 // onesImatrix is an importance matrix of ones for every weight llama.cpp
 // quantizes: it changes no value's weight, only llama.cpp's has_imatrix.
-func onesImatrix(types map[string]uint32, f *gguf.File) map[string][]float32 {
+func onesImatrix(f *gguf.File) map[string][]float32 {
 	im := map[string][]float32{}
 	for _, ti := range f.Tensors {
 		if len(ti.Dims) == 2 && strings.HasSuffix(ti.Name, ".weight") && !strings.HasSuffix(ti.Name, "_norm.weight") {
@@ -155,7 +154,7 @@ func TestPresetTypesLlamaCpp(t *testing.T) {
 					dst := filepath.Join(t.TempDir(), p.Name+".gguf")
 					opt := llamaquant.Options{Threads: 2}
 					if imatrix {
-						opt.Imatrix = onesImatrix(nil, f16Header)
+						opt.Imatrix = onesImatrix(f16Header)
 					}
 					if err := lq.Quantize(ctx, f16, dst, p.Name, opt); err != nil {
 						t.Fatal(err)
@@ -173,43 +172,18 @@ func TestPresetTypesLlamaCpp(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					compared, bad := compareTypes(t, fmt.Sprintf("%s imatrix=%v", p.Name, imatrix), got, want)
-					table = append(table, fmt.Sprintf("| %s | %s | %v | %d | %d |", shape.name, p.Name, imatrix, compared, bad))
+					ours := map[string]uint32{}
+					for _, g := range got {
+						ours[g.GGUFName] = uint32(g.Output)
+					}
+					bad := llamaquant.Mismatches(ours, want)
+					for _, m := range bad {
+						t.Errorf("%s imatrix=%v: %s", p.Name, imatrix, m)
+					}
+					table = append(table, fmt.Sprintf("| %s | %s | %v | %d | %d |", shape.name, p.Name, imatrix, len(want), len(bad)))
 				}
 			}
 		})
 	}
 	t.Logf("\n| shape | preset | imatrix | tensors compared | mismatches |\n| --- | --- | --- | --- | --- |\n%s", strings.Join(table, "\n"))
-}
-
-// compareTypes reports every tensor whose type differs, and every tensor
-// only one side has; it returns the tensors compared and the mismatches.
-func compareTypes(t *testing.T, what string, got []TensorType, want map[string]uint32) (int, int) {
-	t.Helper()
-	bad := 0
-	seen := map[string]bool{}
-	for _, g := range got {
-		seen[g.GGUFName] = true
-		w, ok := want[g.GGUFName]
-		switch {
-		case !ok:
-			t.Errorf("%s: %s is not in llama.cpp's file", what, g.GGUFName)
-			bad++
-		case uint32(g.Output) != w:
-			t.Errorf("%s: %s: ours %s (asked %s), llama.cpp's %s", what, g.GGUFName, g.Output, g.Requested, gguf.TypeName(w))
-			bad++
-		}
-	}
-	var extra []string
-	for name := range want {
-		if !seen[name] {
-			extra = append(extra, name)
-		}
-	}
-	sort.Strings(extra)
-	for _, name := range extra {
-		t.Errorf("%s: llama.cpp's file has %s, ours does not", what, name)
-		bad++
-	}
-	return len(got), bad
 }

@@ -11,9 +11,7 @@ package llamaquant
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -29,12 +27,8 @@ import (
 	"github.com/ohms-project/adaptq/internal/testenv"
 )
 
-// Paths relative to the repository root.
-const (
-	harnessSrc = "testdata/oracle/llama_quantize.c"
-	cacheDir   = ".tools/cache/llama-quantize"
-	libRel     = "@node-llama-cpp/linux-x64/bins/linux-x64/libllama.v0.4.0.so"
-)
+// harnessSrc is the harness's source, relative to the repository root.
+const harnessSrc = "testdata/oracle/llama_quantize.c"
 
 // Quantizer is a built harness and the libllama it loads.
 type Quantizer struct {
@@ -42,32 +36,35 @@ type Quantizer struct {
 	Lib string // libllama.so
 }
 
-// Find locates libllama ($ADAPTQ_LLAMA_LIB, else under $ADAPTQ_NODE_MODULES
-// or <repo>/.tools/npm/node_modules, installed by `bash scripts/tools.sh
-// llama`) and gcc, and builds the harness unless the cache holds it. The
-// error says what is missing.
+// Find locates libllama ($ADAPTQ_LLAMA_LIB, else node-llama-cpp's library
+// folder, testenv.LlamaLibs) and builds the harness with gcc unless the
+// cache holds it (testenv.BuildHarness). The error says what is missing;
+// it wraps ErrMissing when a tool is not installed.
 func Find() (*Quantizer, error) {
-	root, err := testenv.RepoRoot()
+	lib := os.Getenv("ADAPTQ_LLAMA_LIB")
+	if lib == "" {
+		dir, err := testenv.LlamaLibs()
+		if err != nil {
+			return nil, fmt.Errorf("llamaquant: %w: %v", ErrMissing, err)
+		}
+		lib = filepath.Join(dir, "libllama.v0.4.0.so")
+	}
+	if _, err := os.Stat(lib); err != nil {
+		return nil, fmt.Errorf("llamaquant: %w: llama.cpp's libllama not found at %s (or set ADAPTQ_LLAMA_LIB)", ErrMissing, lib)
+	}
+	bin, err := testenv.BuildHarness("llama-quantize", harnessSrc, "gcc", "-Wall", "-ldl")
+	if errors.Is(err, exec.ErrNotFound) {
+		return nil, fmt.Errorf("llamaquant: %w: %v", ErrMissing, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("llamaquant: %w", err)
 	}
-	lib := os.Getenv("ADAPTQ_LLAMA_LIB")
-	if lib == "" {
-		modules := os.Getenv("ADAPTQ_NODE_MODULES")
-		if modules == "" {
-			modules = filepath.Join(root, ".tools", "npm", "node_modules")
-		}
-		lib = filepath.Join(modules, libRel)
-	}
-	if _, err := os.Stat(lib); err != nil {
-		return nil, &missingError{fmt.Sprintf("llamaquant: llama.cpp's libllama not found at %s (or set ADAPTQ_LLAMA_LIB)", lib)}
-	}
-	bin, err := build(root)
-	if err != nil {
-		return nil, err
-	}
 	return &Quantizer{Bin: bin, Lib: lib}, nil
 }
+
+// ErrMissing is wrapped by Find's errors when libllama or gcc is not
+// installed.
+var ErrMissing = errors.New("a tool is missing")
 
 // Require returns the quantizer, or fails the test in CI (CI=true) and
 // skips it elsewhere when libllama or gcc is missing. A harness that does
@@ -75,59 +72,13 @@ func Find() (*Quantizer, error) {
 func Require(tb testing.TB) *Quantizer {
 	tb.Helper()
 	q, err := Find()
-	var miss *missingError
 	switch {
-	case errors.As(err, &miss):
+	case errors.Is(err, ErrMissing):
 		testenv.Missing(tb, err.Error())
 	case err != nil:
 		tb.Fatal(err)
 	}
 	return q
-}
-
-// missingError is a tool that is not installed.
-type missingError struct{ what string }
-
-func (e *missingError) Error() string { return e.what }
-
-// build compiles the harness into the cache directory named by the hash of
-// its source (a temporary file renamed into place, so concurrent builds are
-// safe), or into a temporary directory when the cache is not writable.
-func build(root string) (string, error) {
-	srcPath := filepath.Join(root, harnessSrc)
-	src, err := os.ReadFile(srcPath)
-	if err != nil {
-		return "", fmt.Errorf("llamaquant: harness source: %w", err)
-	}
-	sum := sha256.Sum256(src)
-	dir := filepath.Join(root, cacheDir, hex.EncodeToString(sum[:8]))
-	bin := filepath.Join(dir, "llama_quantize")
-	if _, err := os.Stat(bin); err == nil {
-		return bin, nil
-	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
-		return "", &missingError{"llamaquant: gcc not found; it builds " + harnessSrc}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		if dir, err = os.MkdirTemp("", "llamaquant"); err != nil {
-			return "", fmt.Errorf("llamaquant: %w", err)
-		}
-		bin = filepath.Join(dir, "llama_quantize")
-	}
-	tmp, err := os.CreateTemp(dir, "llama_quantize.tmp*")
-	if err != nil {
-		return "", fmt.Errorf("llamaquant: %w", err)
-	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
-	if out, err := exec.Command(gcc, "-O2", "-Wall", "-o", tmp.Name(), srcPath, "-ldl").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("llamaquant: compiling %s: %v\n%s", harnessSrc, err, out)
-	}
-	if err := os.Rename(tmp.Name(), bin); err != nil {
-		return "", fmt.Errorf("llamaquant: %w", err)
-	}
-	return bin, nil
 }
 
 // Options are the optional inputs of Quantize.
@@ -230,4 +181,76 @@ func tail(s string) string {
 		s = "..." + s[len(s)-3000:]
 	}
 	return s
+}
+
+// Mismatches compares two tensor → type maps (adaptq's and llama.cpp's) and
+// describes, in name order, every tensor whose type differs or that only
+// one side has.
+func Mismatches(ours, theirs map[string]uint32) []string {
+	names := make([]string, 0, len(ours)+len(theirs))
+	for n := range ours {
+		names = append(names, n)
+	}
+	for n := range theirs {
+		if _, ok := ours[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var out []string
+	for _, n := range names {
+		o, inOurs := ours[n]
+		t, inTheirs := theirs[n]
+		switch {
+		case !inTheirs:
+			out = append(out, fmt.Sprintf("%s: ours %s, not in llama.cpp's file", n, gguf.TypeName(o)))
+		case !inOurs:
+			out = append(out, fmt.Sprintf("%s: llama.cpp's %s, not in ours", n, gguf.TypeName(t)))
+		case o != t:
+			out = append(out, fmt.Sprintf("%s: ours %s, llama.cpp's %s", n, gguf.TypeName(o), gguf.TypeName(t)))
+		}
+	}
+	return out
+}
+
+// Comparison is adaptq's GGUF file and llama.cpp's of the same model and
+// preset, compared tensor by tensor.
+type Comparison struct {
+	// Tensors is the number of tensor names compared.
+	Tensors int
+	// Mismatches are Mismatches of the two files' types.
+	Mismatches []string
+	// Bytes are the whole files' sizes, ours and llama.cpp's.
+	OursBytes, TheirsBytes int64
+	// Weights is the number of values in llama.cpp's file (all tensors).
+	Weights int64
+}
+
+// OursBPW is our whole file's bits per weight.
+func (c *Comparison) OursBPW() float64 { return float64(c.OursBytes) * 8 / float64(c.Weights) }
+
+// TheirsBPW is llama.cpp's whole file's bits per weight.
+func (c *Comparison) TheirsBPW() float64 { return float64(c.TheirsBytes) * 8 / float64(c.Weights) }
+
+// Compare reads both files' headers and compares them.
+func Compare(ours, theirs string) (*Comparison, error) {
+	ot, of, err := TensorTypes(ours)
+	if err != nil {
+		return nil, err
+	}
+	tt, tf, err := TensorTypes(theirs)
+	if err != nil {
+		return nil, err
+	}
+	c := &Comparison{Mismatches: Mismatches(ot, tt), OursBytes: of.Size, TheirsBytes: tf.Size}
+	c.Tensors = len(tt)
+	for n := range ot {
+		if _, ok := tt[n]; !ok {
+			c.Tensors++
+		}
+	}
+	for _, ti := range tf.Tensors {
+		c.Weights += int64(ti.NumElements())
+	}
+	return c, nil
 }
