@@ -200,13 +200,13 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if err != nil {
 			return nil, wrap(err, "attention input")
 		}
-		if err := matMul(L.Q, q, a, T, nw); err != nil {
+		if err := matMul(L.Q, q, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "q")
 		}
-		if err := matMul(L.K, k, a, T, nw); err != nil {
+		if err := matMul(L.K, k, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "k")
 		}
-		if err := matMul(L.V, v, a, T, nw); err != nil {
+		if err := matMul(L.V, v, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "v")
 		}
 		addBias(q, L.QBias, QD)
@@ -238,7 +238,7 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if err != nil {
 			return nil, wrap(err, "o input")
 		}
-		if err := matMul(L.O, tmp, a, T, nw); err != nil {
+		if err := matMul(L.O, tmp, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "o")
 		}
 		for i := range x {
@@ -250,10 +250,10 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if a, err = m.actInput(xn, scratch, T, H); err != nil {
 			return nil, wrap(err, "mlp input")
 		}
-		if err := matMul(L.Gate, g, a, T, nw); err != nil {
+		if err := matMul(L.Gate, g, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "gate")
 		}
-		if err := matMul(L.Up, u, a, T, nw); err != nil {
+		if err := matMul(L.Up, u, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "up")
 		}
 		for i := range g {
@@ -263,7 +263,7 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if a, err = m.actInput(g, scratch, T, I); err != nil {
 			return nil, wrap(err, "down input")
 		}
-		if err := matMul(L.Down, tmp, a, T, nw); err != nil {
+		if err := matMul(L.Down, tmp, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "down")
 		}
 		for i := range x {
@@ -291,7 +291,7 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		rmsNorm(xn[t*H:(t+1)*H], x[t*H:(t+1)*H], m.w.FinalNorm, eps)
 	})
 	logits := make([]float32, out*V)
-	if err := matMul(m.w.LMHead, logits, xn, out, nw); err != nil {
+	if err := matMul(m.w.LMHead, logits, xn, out, nw, m.opts.Exact); err != nil {
 		return nil, fmt.Errorf("infer: lm_head: %w", err)
 	}
 	return logits, nil

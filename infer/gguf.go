@@ -11,15 +11,13 @@ import (
 )
 
 // Quantized is a Linear held as ggml blocks: RowBlock dequantizes only the
-// rows asked for, so a quantized model is never expanded to float32 whole.
-// rowMap, when set, maps a Hugging Face row to the stored row (GGUF files
-// keep q/k rows in llama.cpp's order).
+// rows asked for, so a quantized model is never expanded to float32 whole,
+// and the integer kernels of matMul read the blocks directly.
 type Quantized struct {
 	typ        quant.Type
 	rows, cols int
 	rowBytes   int
 	data       []byte
-	rowMap     []int
 }
 
 // NewQuantized wraps the bytes of a [rows, cols] tensor of type typ.
@@ -49,18 +47,9 @@ func (q *Quantized) RowBlock(first, n int, buf []float32) ([]float32, error) {
 		return nil, fmt.Errorf("infer: rows [%d, %d) out of range of a [%d %d] weight", first, first+n, q.rows, q.cols)
 	}
 	out := buf[:n*q.cols]
-	if q.rowMap == nil {
-		src := q.data[first*q.rowBytes : (first+n)*q.rowBytes]
-		if err := quant.Dequantize(q.typ, out, src, q.cols); err != nil {
-			return nil, err
-		}
-		return out, nil
-	}
-	for i := 0; i < n; i++ {
-		r := q.rowMap[first+i]
-		if err := quant.Dequantize(q.typ, out[i*q.cols:(i+1)*q.cols], q.data[r*q.rowBytes:(r+1)*q.rowBytes], q.cols); err != nil {
-			return nil, err
-		}
+	src := q.data[first*q.rowBytes : (first+n)*q.rowBytes]
+	if err := quant.Dequantize(q.typ, out, src, q.cols); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -202,10 +191,14 @@ func LoadGGUF(ctx context.Context, s store.Store, key string, opts Options) (*Mo
 			return nil, fmt.Errorf("load GGUF %s: tensor %s: %w", where, ti.Name, err)
 		}
 		if permute && (role == model.RoleQ || role == model.RoleK) {
-			q.rowMap = make([]int, q.rows)
-			for r := range q.rowMap {
-				q.rowMap[gguf.QKRowSource(r, cfg.HeadDim)] = r
+			// Stored row r is Hugging Face row QKRowSource(r): put the
+			// blocks back in Hugging Face order once, at load.
+			hf := make([]byte, len(q.data))
+			for r := range q.rows {
+				h := gguf.QKRowSource(r, cfg.HeadDim)
+				copy(hf[h*q.rowBytes:(h+1)*q.rowBytes], q.data[r*q.rowBytes:(r+1)*q.rowBytes])
 			}
+			q.data = hf
 		}
 		return q, nil
 	}

@@ -1,0 +1,10 @@
+//go:build !amd64
+
+package kernels
+
+const asmAvailable = false
+
+// tileF32 is never called without the assembly kernels (HasAVX2 is false).
+func tileF32(w *float32, ws int, x *float32, xs int, n, rows, toks int, acc []float32) {
+	panic("kernels: no assembly kernels on this architecture")
+}

@@ -1,0 +1,73 @@
+package kernels
+
+import "github.com/ohms-project/adaptq/quant"
+
+//go:generate python3 gen_qdot.py
+
+// The assembly kernels (qdot_amd64.s, written by gen_qdot.py). Each
+// writes the eight lanes and the minimum term of one row's dot product.
+
+//go:noescape
+func dotQ8_0(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
+
+//go:noescape
+func dotQ4_0(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
+
+//go:noescape
+func dotIQ4NL(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
+
+//go:noescape
+func dotQ5_0(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
+
+//go:noescape
+func dotQ4_1(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
+
+//go:noescape
+func dotQ5_1(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
+
+//go:noescape
+func dotQ4K(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
+
+//go:noescape
+func dotQ6K(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
+
+type legacyKernel func(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
+
+type kKernel func(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
+
+// legacyAsm wraps a 32-value block kernel: reduce8(lanes) + summs, as
+// legacyRef.
+func legacyAsm(k legacyKernel) func(w []byte, a *Acts, tok int) float32 {
+	return func(w []byte, a *Acts, tok int) float32 {
+		nb := a.C / 32
+		var out [9]float32
+		var s *float32
+		if a.Type == ActQ8_1 {
+			s = &a.S[tok*nb]
+		}
+		k(&w[0], nb, &a.Qs[tok*a.C], &a.D[tok*nb], s, &out)
+		return reduce8((*lanes8)(out[:8])) + out[8]
+	}
+}
+
+// kAsm wraps a super-block kernel: reduce8(lanes) − m, as kquantRef.
+func kAsm(k kKernel) func(w []byte, a *Acts, tok int) float32 {
+	return func(w []byte, a *Acts, tok int) float32 {
+		nb := a.C / 256
+		var out [9]float32
+		k(&w[0], nb, &a.Qs[tok*a.C], &a.D[tok*nb], &a.Bsums[tok*a.C/16], &out)
+		return reduce8((*lanes8)(out[:8])) - out[8]
+	}
+}
+
+// registerAsm adds the assembly dot products to the table.
+func registerAsm(t map[quant.Type]*qtype) {
+	t[quant.Q8_0].asm = legacyAsm(dotQ8_0)
+	t[quant.Q4_0].asm = legacyAsm(dotQ4_0)
+	t[typeIQ4_NL].asm = legacyAsm(dotIQ4NL)
+	t[typeQ5_0].asm = legacyAsm(dotQ5_0)
+	t[typeQ4_1].asm = legacyAsm(dotQ4_1)
+	t[typeQ5_1].asm = legacyAsm(dotQ5_1)
+	t[quant.Q4_K].asm = kAsm(dotQ4K)
+	t[quant.Q6_K].asm = kAsm(dotQ6K)
+}
