@@ -24,6 +24,9 @@ const("·cF0", 32, [rep(0xF0)] * 4)
 const("·c10", 32, [rep(0x10)] * 4)
 const("·c20", 32, [rep(0x20)] * 4)
 const("·c30", 32, [rep(0x30)] * 4)
+const("·c03", 32, [rep(0x03)] * 4)
+const("·c01", 32, [rep(0x01)] * 4)
+const("·cFC", 32, [rep(0xFC)] * 4)
 const("·ones16", 32, [0x0001000100010001] * 4)
 const("·qhShuf", 32, [rep(0), rep(1), rep(2), rep(3)])
 const("·qhBits", 32, [0x7fbfdfeff7fbfdfe] * 4)
@@ -170,10 +173,10 @@ def minterm(minwords_x):
             "\tVCVTDQ2PS X3, X3",
             "\tVFMADD231SS X3, X4, X7"]
 
-# Q4_K: d, dmin, scales[12], qs[128].
-kheader("Q4K", 144, 16)
-emit("\n".join(scale(0, "X5") + ["\tVBROADCASTSS X5, Y5"] + scale(2, "X4")))
-emit("""	MOVL 4(SI), R9
+def k4scales():
+    # The 6-bit scales and mins of a Q4_K/Q5_K super-block (12 bytes at
+    # 4(SI)): scales as 8 words at 0(SP), mins as 8 words in X6.
+    return """	MOVL 4(SI), R9
 	MOVL 8(SI), R10
 	MOVL 12(SI), R11
 	MOVL R11, R12
@@ -201,7 +204,12 @@ emit("""	MOVL 4(SI), R9
 	VPMOVZXBW X2, X2
 	VMOVDQU X2, 0(SP)
 	VMOVQ R12, X6
-	VPMOVZXBW X6, X6""")
+	VPMOVZXBW X6, X6"""
+
+# Q4_K: d, dmin, scales[12], qs[128].
+kheader("Q4K", 144, 16)
+emit("\n".join(scale(0, "X5") + ["\tVBROADCASTSS X5, Y5"] + scale(2, "X4")))
+emit(k4scales())
 emit("\n".join(minterm("X6")))
 emit("\tVPXOR Y1, Y1, Y1")
 for k in range(4):
@@ -249,5 +257,169 @@ for n in range(2):
 	VPMADDWD Y8, Y6, Y6
 	VPADDD Y6, Y1, Y1""")
 kfooter("Q6K", 210)
+
+def shifted(src, dst, shift):
+    # dst ← src shifted left (shift > 0) or right (shift < 0) per word.
+    if shift > 0:
+        return f"\tVPSLLW ${shift}, {src}, {dst}"
+    if shift < 0:
+        return f"\tVPSRLW ${-shift}, {src}, {dst}"
+    return f"\tVMOVDQA {src}, {dst}"
+
+# Q5_K: d, dmin, scales[12], qh[32], qs[128].
+kheader("Q5K", 176, 16)
+emit("\n".join(scale(0, "X5") + ["\tVBROADCASTSS X5, Y5"] + scale(2, "X4")))
+emit(k4scales())
+emit("\n".join(minterm("X6")))
+emit("""	VPXOR Y1, Y1, Y1
+	VMOVDQU 16(SI), Y10
+	VMOVDQU ·c10<>(SB), Y13""")
+for k in range(4):
+    emit(f"""	VMOVDQU {48+32*k}(SI), Y2
+	VPSRLW $4, Y2, Y3
+	VPAND Y15, Y2, Y2
+	VPAND Y15, Y3, Y3
+{shifted("Y10", "Y11", 4-2*k)}
+	VPAND Y13, Y11, Y11
+	VPOR Y11, Y2, Y2
+{shifted("Y10", "Y11", 3-2*k)}
+	VPAND Y13, Y11, Y11
+	VPOR Y11, Y3, Y3
+	VPMADDUBSW {64*k}(DI), Y2, Y2
+	VPMADDUBSW {64*k+32}(DI), Y3, Y3
+	VPBROADCASTW {4*k}(SP), Y8
+	VPBROADCASTW {4*k+2}(SP), Y9
+	VPMADDWD Y8, Y2, Y2
+	VPMADDWD Y9, Y3, Y3
+	VPADDD Y2, Y1, Y1
+	VPADDD Y3, Y1, Y1""")
+kfooter("Q5K", 176)
+
+def chunkscale(cg):
+    # Y8 ← the scale words of groups 2cg (low lane) and 2cg+1 (high lane).
+    return f"""	VPBROADCASTW {4*cg}(SP), X8
+	VPBROADCASTW {4*cg+2}(SP), X9
+	VINSERTI128 $1, X9, Y8, Y8"""
+
+# Q2_K: scales[16], qs[64], d, dmin.
+kheader("Q2K", 84, 32)
+emit("\n".join(scale(80, "X5") + ["\tVBROADCASTSS X5, Y5"] + scale(82, "X4")))
+emit("""	VMOVDQU 0(SI), X2
+	VPAND X15, X2, X3
+	VPMOVZXBW X3, Y3
+	VMOVDQU Y3, 0(SP)
+	VPSRLW $4, X2, X2
+	VPAND X15, X2, X2
+	VPMOVZXBW X2, Y2
+	VPMADDWD (R8), Y2, Y2
+	VEXTRACTI128 $1, Y2, X3
+	VPADDD X3, X2, X2
+	VPSHUFD $0x4E, X2, X3
+	VPADDD X3, X2, X2
+	VPSHUFD $0xB1, X2, X3
+	VPADDD X3, X2, X2
+	VCVTDQ2PS X2, X2
+	VFMADD231SS X2, X4, X7
+	VMOVDQU ·c03<>(SB), Y13
+	VPXOR Y1, Y1, Y1""")
+for n in range(2):
+    emit(f"\tVMOVDQU {16+32*n}(SI), Y10")
+    for j in range(4):
+        cg = 4*n + j
+        emit(f"""{shifted("Y10", "Y2", -2*j)}
+	VPAND Y13, Y2, Y2
+	VPMADDUBSW {32*cg}(DI), Y2, Y2
+{chunkscale(cg)}
+	VPMADDWD Y8, Y2, Y2
+	VPADDD Y2, Y1, Y1""")
+kfooter("Q2K", 84)
+
+# Q3_K: hmask[32], qs[64], scales[12], d.
+kheader("Q3K", 110, 32)
+emit("\n".join(scale(108, "X5") + ["\tVBROADCASTSS X5, Y5"]))
+emit("""	MOVL 96(SI), R9
+	MOVL 100(SI), R10
+	MOVL 104(SI), R11
+	MOVL R9, R12
+	SHRL $4, R12
+	ANDL $0x0f0f0f0f, R12
+	MOVL R11, R13
+	SHRL $4, R13
+	ANDL $0x03030303, R13
+	SHLL $4, R13
+	ORL  R13, R12
+	MOVL R10, R13
+	SHRL $4, R13
+	ANDL $0x0f0f0f0f, R13
+	MOVL R11, BX
+	SHRL $6, BX
+	ANDL $0x03030303, BX
+	SHLL $4, BX
+	ORL  BX, R13
+	ANDL $0x0f0f0f0f, R9
+	MOVL R11, BX
+	ANDL $0x03030303, BX
+	SHLL $4, BX
+	ORL  BX, R9
+	ANDL $0x0f0f0f0f, R10
+	MOVL R11, BX
+	SHRL $2, BX
+	ANDL $0x03030303, BX
+	SHLL $4, BX
+	ORL  BX, R10
+	SHLQ $32, R10
+	ORQ  R10, R9
+	SHLQ $32, R13
+	ORQ  R13, R12
+	VMOVQ R9, X2
+	VPINSRQ $1, R12, X2, X2
+	VPSUBB ·c20<>(SB), X2, X2
+	VPMOVSXBW X2, Y2
+	VMOVDQU Y2, 0(SP)
+	VMOVDQU ·c03<>(SB), Y13
+	VMOVDQU ·c01<>(SB), Y12
+	VMOVDQU ·cFC<>(SB), Y6
+	VPXOR Y14, Y14, Y14
+	VMOVDQU 0(SI), Y11
+	VPXOR Y1, Y1, Y1""")
+for n in range(2):
+    emit(f"\tVMOVDQU {32+32*n}(SI), Y10")
+    for j in range(4):
+        cg = 4*n + j
+        emit(f"""{shifted("Y10", "Y2", -2*j)}
+	VPAND Y13, Y2, Y2
+{shifted("Y11", "Y3", -(4*n+j))}
+	VPAND Y12, Y3, Y3
+	VPCMPEQB Y14, Y3, Y3
+	VPAND Y6, Y3, Y3
+	VPOR Y3, Y2, Y2
+	VMOVDQU {32*cg}(DI), Y4
+	VPSIGNB Y2, Y2, Y3
+	VPSIGNB Y2, Y4, Y4
+	VPMADDUBSW Y4, Y3, Y3
+{chunkscale(cg)}
+	VPMADDWD Y8, Y3, Y3
+	VPADDD Y3, Y1, Y1""")
+kfooter("Q3K", 110)
+
+# TQ2_0: qs[64], d.
+kheader("TQ20", 66, 0)
+emit("\n".join(scale(64, "X5") + ["\tVBROADCASTSS X5, Y5"]))
+emit("""	VMOVDQU ·c03<>(SB), Y13
+	VMOVDQU ·c01<>(SB), Y12
+	VPXOR Y1, Y1, Y1""")
+for j in range(2):
+    emit(f"\tVMOVDQU {32*j}(SI), Y10")
+    for l in range(4):
+        cg = 4*j + l
+        emit(f"""{shifted("Y10", "Y2", -2*l)}
+	VPAND Y13, Y2, Y2
+	VMOVDQU {32*cg}(DI), Y4
+	VPMADDUBSW Y4, Y2, Y2
+	VPMADDUBSW Y4, Y12, Y3
+	VPSUBW Y3, Y2, Y2
+	VPMADDWD Y14, Y2, Y2
+	VPADDD Y2, Y1, Y1""")
+kfooter("TQ20", 66)
 
 open("qdot_amd64.s", "w").write("\n".join(out) + "\n")

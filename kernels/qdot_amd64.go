@@ -31,6 +31,18 @@ func dotQ4K(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32
 //go:noescape
 func dotQ6K(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
 
+//go:noescape
+func dotQ5K(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
+
+//go:noescape
+func dotQ2K(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
+
+//go:noescape
+func dotQ3K(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
+
+//go:noescape
+func dotTQ20(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
+
 type legacyKernel func(w *byte, nb int, qs *int8, d *float32, s *float32, out *[9]float32)
 
 type kKernel func(w *byte, nb int, qs *int8, d *float32, bsums *int16, out *[9]float32)
@@ -70,4 +82,8 @@ func registerAsm(t map[quant.Type]*qtype) {
 	t[typeQ5_1].asm = legacyAsm(dotQ5_1)
 	t[quant.Q4_K].asm = kAsm(dotQ4K)
 	t[quant.Q6_K].asm = kAsm(dotQ6K)
+	t[quant.Q5_K].asm = kAsm(dotQ5K)
+	t[quant.Q2_K].asm = kAsm(dotQ2K)
+	t[quant.Q3_K].asm = kAsm(dotQ3K)
+	t[quant.TQ2_0].asm = kAsm(dotTQ20)
 }
