@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/ohms-project/adaptq/kernels"
 	"github.com/ohms-project/adaptq/model"
 )
 
@@ -305,8 +306,12 @@ const attnBlock = 16
 // positions from 0): query head h at position p attends with key/value head
 // h/(heads/kv_heads) over positions 0..p. Softmax in float32 with float64
 // exponentials; each output is computed by one work item in a fixed order
-// that does not depend on pos0.
+// that does not depend on pos0. Without Options.Exact the dot products and
+// the weighted sums of values use fused multiply-adds (kernels.DotF32,
+// kernels.AxpyF32); with it, dot's rounding and a product rounded before
+// each addition.
 func (m *Model) attention(out, q, k, v []float32, T, pos0 int) {
+	exact := m.opts.Exact
 	cfg := m.cfg
 	hd, QD, KD := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
 	group := cfg.NumHeads / cfg.NumKVHeads
@@ -321,7 +326,13 @@ func (m *Model) attention(out, q, k, v []float32, T, pos0 int) {
 			P := pos0 + t // absolute position of the query
 			mx := float32(math.Inf(-1))
 			for j := 0; j <= P; j++ {
-				s := dot(qt, k[j*KD+kvh*hd:j*KD+(kvh+1)*hd]) * scale
+				kj := k[j*KD+kvh*hd : j*KD+(kvh+1)*hd]
+				var s float32
+				if exact {
+					s = dot(qt, kj) * scale
+				} else {
+					s = kernels.DotF32(qt, kj) * scale
+				}
 				p[j] = s
 				mx = max(mx, s)
 			}
@@ -337,6 +348,10 @@ func (m *Model) attention(out, q, k, v []float32, T, pos0 int) {
 			for j := 0; j <= P; j++ {
 				w := p[j] * inv
 				vj := v[j*KD+kvh*hd : j*KD+(kvh+1)*hd]
+				if !exact {
+					kernels.AxpyF32(o, w, vj)
+					continue
+				}
 				vj = vj[:len(o)]
 				for d, x := range vj {
 					o[d] += float32(w * x)

@@ -109,3 +109,23 @@ func matF32(dst []float32, dstStride int, w []float32, rows, C int, x []float32,
 	}
 	return nil
 }
+
+// AxpyF32 sets dst[i] = fma(a, x[i], dst[i]) for i < len(dst) (x at least
+// as long): one rounding per element, so the result does not depend on
+// the vector width.
+func AxpyF32(dst []float32, a float32, x []float32) { axpyF32(dst, a, x, HasAVX2) }
+
+func axpyF32(dst []float32, a float32, x []float32, asm bool) {
+	n := len(dst)
+	x = x[:n]
+	n8 := 0
+	if asm {
+		n8 = n &^ 7
+		if n8 > 0 {
+			axpy8(&dst[0], a, &x[0], n8)
+		}
+	}
+	for i := n8; i < n; i++ {
+		dst[i] = fma32(a, x[i], dst[i])
+	}
+}

@@ -48,3 +48,8 @@ func f32Tile3x1(w *float32, ws int, x *float32, xs int, n int, acc *float32)
 //
 //go:noescape
 func f32Tile1x1(w *float32, x *float32, n int, acc *float32)
+
+// axpy8 is AxpyF32 over n values, n a positive multiple of 8.
+//
+//go:noescape
+func axpy8(dst *float32, a float32, x *float32, n int)

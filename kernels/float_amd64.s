@@ -171,3 +171,23 @@ loop1x1:
 	VZEROUPPER
 	RET
 
+// func axpy8(dst *float32, a float32, x *float32, n int)
+//
+// dst[i] ← fma(a, x[i], dst[i]) for i < n, eight at a time; n is a
+// positive multiple of 8.
+TEXT ·axpy8(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	VBROADCASTSS a+8(FP), Y1
+	MOVQ x+16(FP), SI
+	MOVQ n+24(FP), CX
+
+loopaxpy:
+	VMOVUPS (DI), Y0
+	VFMADD231PS (SI), Y1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ  loopaxpy
+	VZEROUPPER
+	RET

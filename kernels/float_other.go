@@ -8,3 +8,8 @@ const asmAvailable = false
 func tileF32(w *float32, ws int, x *float32, xs int, n, rows, toks int, acc []float32) {
 	panic("kernels: no assembly kernels on this architecture")
 }
+
+// axpy8 is never called without the assembly kernels.
+func axpy8(dst *float32, a float32, x *float32, n int) {
+	panic("kernels: no assembly kernels on this architecture")
+}

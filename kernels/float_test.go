@@ -149,3 +149,27 @@ func BenchmarkMatF32(b *testing.B) {
 		b.Run(bc.name+"/go", func(b *testing.B) { benchMatF32(b, bc.rows, bc.C, bc.T, false) })
 	}
 }
+
+func TestAxpyF32(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for n := 0; n <= 70; n++ {
+		x, d0 := randFloats(rng, n), randFloats(rng, n)
+		a := float32(rng.NormFloat64())
+		ref := append([]float32(nil), d0...)
+		axpyF32(ref, a, x, false)
+		for i := range ref {
+			if want := exactFMA32(a, x[i], d0[i]); math.Float32bits(ref[i]) != math.Float32bits(want) {
+				t.Fatalf("n=%d: portable axpy[%d] = %g, want %g", n, i, ref[i], want)
+			}
+		}
+		if HasAVX2 {
+			got := append([]float32(nil), d0...)
+			axpyF32(got, a, x, true)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+					t.Fatalf("n=%d: assembly axpy[%d] = %g, portable %g", n, i, got[i], ref[i])
+				}
+			}
+		}
+	}
+}
