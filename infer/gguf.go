@@ -2,9 +2,12 @@ package infer
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/kernels"
 	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/quant"
 	"github.com/ohms-project/adaptq/store"
@@ -48,11 +51,24 @@ func (q *Quantized) RowBlock(first, n int, buf []float32) ([]float32, error) {
 	}
 	out := buf[:n*q.cols]
 	src := q.data[first*q.rowBytes : (first+n)*q.rowBytes]
-	if err := quant.Dequantize(q.typ, out, src, q.cols); err != nil {
-		return nil, err
+	switch {
+	case q.typ == quant.F16:
+		// The same values as quant.Dequantize, with F16C where available.
+		if err := kernels.HalfRow(out, src); err != nil {
+			return nil, err
+		}
+	case q.typ == quant.F32 && littleEndian:
+		copy(out, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(out)))
+	default:
+		if err := quant.Dequantize(q.typ, out, src, q.cols); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
+
+// littleEndian is whether float32 bytes can be read in place.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // GGUFConfig rebuilds a model.Config from a GGUF file's llama-family
 // metadata (llama, qwen2, qwen3 architectures).

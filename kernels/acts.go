@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/ohms-project/adaptq/quant"
 )
@@ -186,10 +187,40 @@ func quantizeQ8KBlock(q []int8, x []float32, bsums []int16) float32 {
 func abs32(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }
 
 // RoundF16 rounds every value of x to the nearest F16 (the activations of
-// an F16 weight) in place.
-func RoundF16(x []float32) {
-	for i, v := range x {
-		x[i] = quant.HalfToFloat(quant.FloatToHalf(v))
+// an F16 weight) in place: ggml's conversion, on AVX2 machines with F16C.
+func RoundF16(x []float32) { roundF16(x, HasAVX2) }
+
+func roundF16(x []float32, asm bool) {
+	n8 := 0
+	if asm {
+		if n8 = len(x) &^ 7; n8 > 0 {
+			roundHalf8(&x[0], n8)
+		}
+	}
+	for i := n8; i < len(x); i++ {
+		x[i] = quant.HalfToFloat(quant.FloatToHalf(x[i]))
+	}
+}
+
+// HalfRow widens the little-endian IEEE halves in src (2·len(dst) bytes)
+// to dst, exactly (F16 weight rows for the fused multiply-add kernels).
+func HalfRow(dst []float32, src []byte) error {
+	if len(src) != 2*len(dst) {
+		return fmt.Errorf("kernels: %d bytes of F16 for %d values", len(src), len(dst))
+	}
+	halfRow(dst, src, HasAVX2)
+	return nil
+}
+
+func halfRow(dst []float32, src []byte, asm bool) {
+	n8 := 0
+	if asm {
+		if n8 = len(dst) &^ 7; n8 > 0 {
+			halfToFloat8(&dst[0], (*uint16)(unsafe.Pointer(&src[0])), n8)
+		}
+	}
+	for i := n8; i < len(dst); i++ {
+		dst[i] = quant.HalfToFloat(uint16(src[2*i]) | uint16(src[2*i+1])<<8)
 	}
 }
 

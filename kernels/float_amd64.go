@@ -53,3 +53,13 @@ func f32Tile1x1(w *float32, x *float32, n int, acc *float32)
 //
 //go:noescape
 func axpy8(dst *float32, a float32, x *float32, n int)
+
+// halfToFloat8 widens n halves (n a positive multiple of 8).
+//
+//go:noescape
+func halfToFloat8(dst *float32, src *uint16, n int)
+
+// roundHalf8 rounds n values to halves in place (n a positive multiple of 8).
+//
+//go:noescape
+func roundHalf8(x *float32, n int)

@@ -191,3 +191,42 @@ loopaxpy:
 	JNZ  loopaxpy
 	VZEROUPPER
 	RET
+
+// func halfToFloat8(dst *float32, src *uint16, n int)
+//
+// dst[i] ← the float32 value of the IEEE half src[i] (VCVTPH2PS, exact),
+// eight at a time; n is a positive multiple of 8.
+TEXT ·halfToFloat8(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+loophalf:
+	VCVTPH2PS (SI), Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ  loophalf
+	VZEROUPPER
+	RET
+
+// func roundHalf8(x *float32, n int)
+//
+// x[i] ← x[i] rounded to the nearest IEEE half (VCVTPS2PH with
+// round-to-nearest-even, then back), eight at a time; n is a positive
+// multiple of 8.
+TEXT ·roundHalf8(SB), NOSPLIT, $0-16
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+
+loopround:
+	VMOVUPS (DI), Y0
+	VCVTPS2PH $0, Y0, X1
+	VCVTPH2PS X1, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ  loopround
+	VZEROUPPER
+	RET

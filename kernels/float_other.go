@@ -13,3 +13,11 @@ func tileF32(w *float32, ws int, x *float32, xs int, n, rows, toks int, acc []fl
 func axpy8(dst *float32, a float32, x *float32, n int) {
 	panic("kernels: no assembly kernels on this architecture")
 }
+
+func halfToFloat8(dst *float32, src *uint16, n int) {
+	panic("kernels: no assembly kernels on this architecture")
+}
+
+func roundHalf8(x *float32, n int) {
+	panic("kernels: no assembly kernels on this architecture")
+}

@@ -173,3 +173,41 @@ func TestAxpyF32(t *testing.T) {
 		}
 	}
 }
+
+// TestHalf checks the F16C conversions against the portable ones for
+// every half value and rounding of random and tie values.
+func TestHalf(t *testing.T) {
+	if !HasAVX2 {
+		t.Skip("no AVX2/F16C")
+	}
+	src := make([]byte, 2*65536)
+	for h := range 65536 {
+		src[2*h], src[2*h+1] = byte(h), byte(h>>8)
+	}
+	a, b := make([]float32, 65536), make([]float32, 65536)
+	halfRow(a, src, true)
+	halfRow(b, src, false)
+	for h := range a {
+		if math.Float32bits(a[h]) != math.Float32bits(b[h]) && !(a[h] != a[h] && b[h] != b[h]) {
+			t.Fatalf("half %#04x: F16C %g, portable %g", h, a[h], b[h])
+		}
+	}
+	rng := rand.New(rand.NewPCG(31, 32))
+	x := randFloats(rng, 100003)
+	for i := range x {
+		switch i % 3 {
+		case 1:
+			x[i] = float32(float64(x[i]) * math.Exp2(float64(rng.IntN(60)-40)))
+		case 2: // a tie between two halves
+			x[i] = float32((1 + float64(rng.IntN(1024))/1024 + 1.0/2048) * math.Exp2(float64(rng.IntN(30)-15)))
+		}
+	}
+	y := append([]float32(nil), x...)
+	roundF16(x, true)
+	roundF16(y, false)
+	for i := range x {
+		if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
+			t.Fatalf("value %d: F16C rounding %g, portable %g", i, x[i], y[i])
+		}
+	}
+}

@@ -27,6 +27,9 @@ type qtype struct {
 	ref func(w []byte, a *Acts, tok int) float32
 	// asm is the assembly version, or nil; it is bit-identical to ref.
 	asm func(w []byte, a *Acts, tok int) float32
+	// asm4, when set, computes tokens tok..tok+3 at once, each
+	// bit-identical to asm (the weight blocks are unpacked once).
+	asm4 func(w []byte, a *Acts, tok int, out *[4]float32)
 }
 
 // qtypes is a read-only table of the weight types with integer kernels.
@@ -114,7 +117,19 @@ func matQ(typ quant.Type, dst []float32, dstStride int, w []byte, rowBytes, rows
 		return fmt.Errorf("kernels: %s matmul of %d rows × %d tokens: buffers too small (w %d bytes, dst %d)", q.name, rows, a.T, len(w), len(dst))
 	}
 	dot := q.dot(asm)
-	for t := range a.T {
+	t := 0
+	if asm && q.asm4 != nil && HasAVX2 {
+		var o [4]float32
+		for ; t+4 <= a.T; t += 4 {
+			for r := range rows {
+				q.asm4(w[r*rowBytes:(r+1)*rowBytes], a, t, &o)
+				for k, v := range o {
+					dst[(t+k)*dstStride+r] = v
+				}
+			}
+		}
+	}
+	for ; t < a.T; t++ {
 		out := dst[t*dstStride : t*dstStride+rows]
 		for r := range out {
 			out[r] = dot(w[r*rowBytes:(r+1)*rowBytes], a, t)

@@ -353,3 +353,35 @@ func TestAsmPresent(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMatQ reports the row-block matmul of each weight type in G
+// multiply-adds per second: 64 rows of 4096 values against 16 tokens
+// (the four-token kernels where a type has one).
+func BenchmarkMatQ(b *testing.B) {
+	rng := rand.New(rand.NewPCG(27, 28))
+	const C, rows, T = 4096, 64, 16
+	for _, typ := range sortedTypes() {
+		q := qtypes[typ]
+		if q.asm == nil || !HasAVX2 {
+			continue
+		}
+		var a Acts
+		if err := a.Quantize(q.act, randFloats(rng, T*C), T, C); err != nil {
+			b.Fatal(err)
+		}
+		rb := C / q.blockLen * q.blockBytes
+		var w []byte
+		for range rows {
+			w = append(w, randomRow(rng, q, C)...)
+		}
+		dst := make([]float32, T*rows)
+		b.Run(q.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := matQ(typ, dst, rows, w, rb, rows, &a, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(rows*C*T)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		})
+	}
+}
