@@ -251,11 +251,11 @@ func rowBlocks(R, rowsPer, multiple, workers int, newWorker func() func(first, n
 	return firstErr
 }
 
-// matMulFMA is the float path: row blocks expanded (or viewed) as float32
-// and multiplied with fused multiply-adds.
-func matMulFMA(w Linear, dst, x []float32, T, workers int) error {
-	R, C := w.Rows(), w.Cols()
-	return rowBlocks(R, fmaBlockBytes/(4*C), 3, workers, func() func(first, n int) error {
+// floatBlocks runs mul over blocks of about rowsPer rows (a multiple of
+// multiple) of w expanded to float32, each worker with its own buffer.
+func floatBlocks(w Linear, rowsPer, multiple, workers int, mul func(rows []float32, first, n int) error) error {
+	C := w.Cols()
+	return rowBlocks(w.Rows(), rowsPer, multiple, workers, func() func(first, n int) error {
 		var buf []float32
 		return func(first, n int) error {
 			if len(buf) < n*C {
@@ -265,8 +265,17 @@ func matMulFMA(w Linear, dst, x []float32, T, workers int) error {
 			if err != nil {
 				return err
 			}
-			return kernels.MatF32(dst[first:], R, rows, n, C, x, T)
+			return mul(rows, first, n)
 		}
+	})
+}
+
+// matMulFMA is the float path: row blocks expanded (or viewed) as float32
+// and multiplied with fused multiply-adds.
+func matMulFMA(w Linear, dst, x []float32, T, workers int) error {
+	R, C := w.Rows(), w.Cols()
+	return floatBlocks(w, fmaBlockBytes/(4*C), 3, workers, func(rows []float32, first, n int) error {
+		return kernels.MatF32(dst[first:], R, rows, n, C, x, T)
 	})
 }
 
@@ -300,19 +309,9 @@ func quantizeActs(act kernels.ActType, x []float32, T, C, workers int) (*kernels
 // and multiplied by dot's rounding.
 func matMulExact(w Linear, dst, x []float32, T, workers int) error {
 	R, C := w.Rows(), w.Cols()
-	return rowBlocks(R, max(1, blockBytes/(4*C)), 1, workers, func() func(first, n int) error {
-		buf := make([]float32, max(1, blockBytes/(4*C))*C)
-		return func(first, n int) error {
-			if len(buf) < n*C {
-				buf = make([]float32, n*C)
-			}
-			rows, err := w.RowBlock(first, n, buf[:n*C])
-			if err != nil {
-				return err
-			}
-			matMulBlock(rows, n, C, dst, R, first, x, T)
-			return nil
-		}
+	return floatBlocks(w, max(1, blockBytes/(4*C)), 1, workers, func(rows []float32, first, n int) error {
+		matMulBlock(rows, n, C, dst, R, first, x, T)
+		return nil
 	})
 }
 
