@@ -619,4 +619,77 @@ for k in range(4):
 	VMOVSS X13, {36*k+32}(AX)""")
 emit2("\tVZEROUPPER\n\tRET")
 
+# Q6_K for four tokens. Frame: 0 scale words (16), 32 d.
+S6 = [4, 5, 7, 10]  # integer sums of token k
+emit2("""
+// func dotQ6Kx4(w *byte, nb int, qs *int8, d *float32, bsums *int16, qstride, dstride, bstride int, out *[4][9]float32)
+TEXT ·dotQ6Kx4(SB), NOSPLIT, $48-72
+	MOVQ w+0(FP), SI
+	MOVQ nb+8(FP), CX
+	MOVQ qs+16(FP), DI
+	MOVQ d+24(FP), DX
+	MOVQ qstride+40(FP), R9
+	MOVQ dstride+48(FP), R10
+	MOVQ out+64(FP), AX
+	LEAQ (R9)(R9*2), R11
+	LEAQ (R10)(R10*2), R12
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	VMOVDQU ·c0F<>(SB), Y15
+	VMOVDQU ·c20<>(SB), Y12
+	VMOVDQU ·c30<>(SB), Y13
+	TESTQ CX, CX
+	JZ doneQ6Kx4
+
+loopQ6Kx4:
+	MOVWLZX 208(SI), BX
+	VMOVD BX, X6
+	VCVTPH2PS X6, X6
+	VMOVSS X6, 32(SP)
+	VPMOVSXBW 192(SI), Y6
+	VMOVDQU Y6, 0(SP)""")
+for k in range(4):
+    emit2(f"\tVPXOR Y{S6[k]}, Y{S6[k]}, Y{S6[k]}")
+for cg in range(8):
+    n, c = cg // 4, cg % 4
+    ql = 64*n + (32 if c in (1, 3) else 0)
+    emit2(f"\tVMOVDQU {ql}(SI), Y6")
+    if c >= 2:
+        emit2("\tVPSRLW $4, Y6, Y6")
+    emit2(f"""	VPAND Y15, Y6, Y6
+	VMOVDQU {128+32*n}(SI), Y14
+{shifted("Y14", "Y14", [4, 2, 0, -2][c])}
+	VPAND Y13, Y14, Y14
+	VPOR Y14, Y6, Y6
+	VPBROADCASTW {4*cg}(SP), X8
+	VPBROADCASTW {4*cg+2}(SP), X9
+	VINSERTI128 $1, X9, Y8, Y8""")
+    for k in range(4):
+        emit2(f"""	VMOVDQU {tok('DI', k, 32*cg)}, Y14
+	VPMADDUBSW Y14, Y6, Y11
+	VPMADDUBSW Y14, Y12, Y9
+	VPSUBW Y9, Y11, Y11
+	VPMADDWD Y8, Y11, Y11
+	VPADDD Y11, Y{S6[k]}, Y{S6[k]}""")
+for k in range(4):
+    emit2(f"""	VCVTDQ2PS Y{S6[k]}, Y{S6[k]}
+	VMOVSS {tok('DX', k)}, X6
+	VMULSS 32(SP), X6, X6
+	VBROADCASTSS X6, Y6
+	VFMADD231PS Y{S6[k]}, Y6, Y{k}""")
+emit2("""	ADDQ $210, SI
+	ADDQ $256, DI
+	ADDQ $4, DX
+	DECQ CX
+	JNZ  loopQ6Kx4
+
+doneQ6Kx4:
+	VXORPS X6, X6, X6""")
+for k in range(4):
+    emit2(f"""	VMOVUPS Y{k}, {36*k}(AX)
+	VMOVSS X6, {36*k+32}(AX)""")
+emit2("\tVZEROUPPER\n\tRET")
+
 open("qdot_amd64.s", "w").write("\n".join(out + out2) + "\n")

@@ -64,6 +64,9 @@ func dotQ5_1x4(w *byte, nb int, qs *int8, d *float32, s *float32, qstride, dstri
 //go:noescape
 func dotQ4Kx4(w *byte, nb int, qs *int8, d *float32, bsums *int16, qstride, dstride, bstride int, out *[4][9]float32)
 
+//go:noescape
+func dotQ6Kx4(w *byte, nb int, qs *int8, d *float32, bsums *int16, qstride, dstride, bstride int, out *[4][9]float32)
+
 type legacyKernel4 func(w *byte, nb int, qs *int8, d *float32, s *float32, qstride, dstride int, out *[4][9]float32)
 
 type kKernel4 func(w *byte, nb int, qs *int8, d *float32, bsums *int16, qstride, dstride, bstride int, out *[4][9]float32)
@@ -148,4 +151,5 @@ func registerAsm(t map[quant.Type]*qtype) {
 	t[typeQ4_1].asm4 = legacyAsm4(dotQ4_1x4)
 	t[typeQ5_1].asm4 = legacyAsm4(dotQ5_1x4)
 	t[quant.Q4_K].asm4 = kAsm4(dotQ4Kx4)
+	t[quant.Q6_K].asm4 = kAsm4(dotQ6Kx4)
 }
