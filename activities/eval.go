@@ -117,6 +117,9 @@ type EvalChunkInput struct {
 	BOS       int32  `json:"bos"`
 	First     int    `json:"first"`
 	Count     int    `json:"count"`
+	// Exact evaluates both models with float32 semantics (infer.Options.Exact)
+	// instead of llama.cpp's integer kernels.
+	Exact bool `json:"exact,omitempty"`
 }
 
 // EvalChunk is what EvalWindows returns: where the full sums are and their
@@ -157,6 +160,14 @@ func (a *Activities) EvalWindows(ctx context.Context, in EvalChunkInput) (EvalCh
 	if err != nil {
 		return EvalChunk{}, err
 	}
+	if in.Exact {
+		if qm, err = qm.With(infer.Options{Exact: true}); err != nil {
+			return EvalChunk{}, err
+		}
+		if rm, err = rm.With(infer.Options{Exact: true}); err != nil {
+			return EvalChunk{}, err
+		}
+	}
 	sums := &infer.Sums{Reference: true}
 	for i := in.First; i < in.First+in.Count; i++ {
 		part, err := infer.Evaluate(ctx, qm, wins[i:i+1], infer.EvalOptions{Reference: infer.ModelReference{Model: rm}})
@@ -170,7 +181,11 @@ func (a *Activities) EvalWindows(ctx context.Context, in EvalChunkInput) (EvalCh
 	if err != nil {
 		return EvalChunk{}, err
 	}
-	key := fmt.Sprintf("eval/sums-%s-%06d-%06d.json", hashOf(in.Model, in.Reference, in.IDsKey, in.Protocol, fmt.Sprint(in.Ctx))[:16], in.First, in.Count)
+	parts := []string{in.Model, in.Reference, in.IDsKey, in.Protocol, fmt.Sprint(in.Ctx)}
+	if in.Exact {
+		parts = append(parts, "exact")
+	}
+	key := fmt.Sprintf("eval/sums-%s-%06d-%06d.json", hashOf(parts...)[:16], in.First, in.Count)
 	if _, err := out.Put(ctx, key, strings.NewReader(string(b)), int64(len(b))); err != nil {
 		return EvalChunk{}, err
 	}

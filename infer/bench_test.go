@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/quant"
 )
 
 // benchForward runs m.Forward over tokens b.N times and reports tokens/s.
@@ -35,6 +36,28 @@ func BenchmarkForwardSynthetic(b *testing.B) {
 		RMSNormEps: 1e-5, RopeTheta: 10000,
 	}
 	m, err := NewModel(cfg, synthWeights(cfg, 1), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	toks := make([]int32, 256)
+	for i := range toks {
+		toks[i] = int32(i * 31 % cfg.VocabSize)
+	}
+	benchForward(b, m, toks)
+}
+
+// BenchmarkForward7BLayer is one decoder layer of llama-2-7b's shape
+// (hidden 4096, intermediate 11008, 32 heads, vocabulary cut to 512) with
+// random weights quantized to Q4_K (lm_head Q6_K), over a 256-token window,
+// in the default (integer) mode. Building the weights takes a while.
+func BenchmarkForward7BLayer(b *testing.B) {
+	cfg := &model.Config{
+		ModelType: "llama", HiddenSize: 4096, IntermediateSize: 11008, NumLayers: 1,
+		NumHeads: 32, NumKVHeads: 32, HeadDim: 128, VocabSize: 512,
+		RMSNormEps: 1e-5, RopeTheta: 10000,
+	}
+	w := quantizedWeights(b, synthWeights(cfg, 1), quant.Q4_K)
+	m, err := NewModel(cfg, w, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -219,14 +219,16 @@ func TestActivationQuant(t *testing.T) {
 }
 
 // TestWorkersDeterministic checks that logits are bit-identical for any
-// number of workers, with and without activation quantization.
+// number of workers, with and without activation quantization, in both
+// modes.
 func TestWorkersDeterministic(t *testing.T) {
 	f32 := loadFixture(t, fixtureF32)
 	in := fixtureWindows(t, ProtocolFull, 256)[3].Input
-	for _, act := range []ActQuant{{}, {Bits: 4, Hadamard: true}} {
+	for _, opts := range []Options{{}, {Act: ActQuant{Bits: 4, Hadamard: true}}, {Exact: true}, {Exact: true, Act: ActQuant{Bits: 4, Hadamard: true}}} {
 		var first []float32
 		for _, w := range []int{1, 2, 3, 7} {
-			m, err := f32.With(Options{Workers: w, Act: act})
+			opts.Workers = w
+			m, err := f32.With(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -237,7 +239,7 @@ func TestWorkersDeterministic(t *testing.T) {
 			if first == nil {
 				first = got
 			} else if !slices.Equal(first, got) {
-				t.Errorf("act %+v: logits with %d workers differ from 1 worker", act, w)
+				t.Errorf("options %+v: logits with %d workers differ from 1 worker", opts, w)
 			}
 		}
 	}

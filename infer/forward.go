@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/ohms-project/adaptq/kernels"
 	"github.com/ohms-project/adaptq/model"
 )
 
@@ -200,13 +201,13 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if err != nil {
 			return nil, wrap(err, "attention input")
 		}
-		if err := matMul(L.Q, q, a, T, nw); err != nil {
+		if err := matMul(L.Q, q, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "q")
 		}
-		if err := matMul(L.K, k, a, T, nw); err != nil {
+		if err := matMul(L.K, k, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "k")
 		}
-		if err := matMul(L.V, v, a, T, nw); err != nil {
+		if err := matMul(L.V, v, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "v")
 		}
 		addBias(q, L.QBias, QD)
@@ -238,7 +239,7 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if err != nil {
 			return nil, wrap(err, "o input")
 		}
-		if err := matMul(L.O, tmp, a, T, nw); err != nil {
+		if err := matMul(L.O, tmp, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "o")
 		}
 		for i := range x {
@@ -250,10 +251,10 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if a, err = m.actInput(xn, scratch, T, H); err != nil {
 			return nil, wrap(err, "mlp input")
 		}
-		if err := matMul(L.Gate, g, a, T, nw); err != nil {
+		if err := matMul(L.Gate, g, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "gate")
 		}
-		if err := matMul(L.Up, u, a, T, nw); err != nil {
+		if err := matMul(L.Up, u, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "up")
 		}
 		for i := range g {
@@ -263,7 +264,7 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		if a, err = m.actInput(g, scratch, T, I); err != nil {
 			return nil, wrap(err, "down input")
 		}
-		if err := matMul(L.Down, tmp, a, T, nw); err != nil {
+		if err := matMul(L.Down, tmp, a, T, nw, m.opts.Exact); err != nil {
 			return nil, wrap(err, "down")
 		}
 		for i := range x {
@@ -291,7 +292,7 @@ func (m *Model) run(ctx context.Context, tokens []int32, cache *kvCache, lastOnl
 		rmsNorm(xn[t*H:(t+1)*H], x[t*H:(t+1)*H], m.w.FinalNorm, eps)
 	})
 	logits := make([]float32, out*V)
-	if err := matMul(m.w.LMHead, logits, xn, out, nw); err != nil {
+	if err := matMul(m.w.LMHead, logits, xn, out, nw, m.opts.Exact); err != nil {
 		return nil, fmt.Errorf("infer: lm_head: %w", err)
 	}
 	return logits, nil
@@ -305,8 +306,12 @@ const attnBlock = 16
 // positions from 0): query head h at position p attends with key/value head
 // h/(heads/kv_heads) over positions 0..p. Softmax in float32 with float64
 // exponentials; each output is computed by one work item in a fixed order
-// that does not depend on pos0.
+// that does not depend on pos0. Without Options.Exact the dot products and
+// the weighted sums of values use fused multiply-adds (kernels.DotF32,
+// kernels.AxpyF32); with it, dot's rounding and a product rounded before
+// each addition.
 func (m *Model) attention(out, q, k, v []float32, T, pos0 int) {
+	exact := m.opts.Exact
 	cfg := m.cfg
 	hd, QD, KD := cfg.HeadDim, cfg.QDim(), cfg.KVDim()
 	group := cfg.NumHeads / cfg.NumKVHeads
@@ -321,7 +326,13 @@ func (m *Model) attention(out, q, k, v []float32, T, pos0 int) {
 			P := pos0 + t // absolute position of the query
 			mx := float32(math.Inf(-1))
 			for j := 0; j <= P; j++ {
-				s := dot(qt, k[j*KD+kvh*hd:j*KD+(kvh+1)*hd]) * scale
+				kj := k[j*KD+kvh*hd : j*KD+(kvh+1)*hd]
+				var s float32
+				if exact {
+					s = dot(qt, kj) * scale
+				} else {
+					s = kernels.DotF32(qt, kj) * scale
+				}
 				p[j] = s
 				mx = max(mx, s)
 			}
@@ -337,6 +348,10 @@ func (m *Model) attention(out, q, k, v []float32, T, pos0 int) {
 			for j := 0; j <= P; j++ {
 				w := p[j] * inv
 				vj := v[j*KD+kvh*hd : j*KD+(kvh+1)*hd]
+				if !exact {
+					kernels.AxpyF32(o, w, vj)
+					continue
+				}
 				vj = vj[:len(o)]
 				for d, x := range vj {
 					o[d] += float32(w * x)

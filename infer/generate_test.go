@@ -54,17 +54,20 @@ func TestGenerateMatchesForward(t *testing.T) {
 		n       int
 		workers int
 		act     ActQuant
+		exact   bool
 	}{
-		{"bos", []int32{fixtureBOS}, 20, 1, ActQuant{}},
-		{"bos 3 workers", []int32{fixtureBOS}, 20, 3, ActQuant{}},
-		{"window prefix", win[:23], 16, 2, ActQuant{}},
-		{"act 4 hadamard", win[:9], 12, 2, ActQuant{Bits: 4, Hadamard: true}},
-		{"zero tokens", win[:5], 0, 1, ActQuant{}},
+		{"bos", []int32{fixtureBOS}, 20, 1, ActQuant{}, false},
+		{"bos 3 workers", []int32{fixtureBOS}, 20, 3, ActQuant{}, false},
+		{"window prefix", win[:23], 16, 2, ActQuant{}, false},
+		{"act 4 hadamard", win[:9], 12, 2, ActQuant{Bits: 4, Hadamard: true}, false},
+		{"zero tokens", win[:5], 0, 1, ActQuant{}, false},
+		{"exact", win[:23], 16, 2, ActQuant{}, true},
+		{"exact act 4 hadamard", win[:9], 12, 3, ActQuant{Bits: 4, Hadamard: true}, true},
 	}
 	ctx := context.Background()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m, err := base.With(Options{Workers: c.workers, Act: c.act})
+			m, err := base.With(Options{Workers: c.workers, Act: c.act, Exact: c.exact})
 			if err != nil {
 				t.Fatal(err)
 			}

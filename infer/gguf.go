@@ -2,24 +2,25 @@ package infer
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/kernels"
 	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/quant"
 	"github.com/ohms-project/adaptq/store"
 )
 
 // Quantized is a Linear held as ggml blocks: RowBlock dequantizes only the
-// rows asked for, so a quantized model is never expanded to float32 whole.
-// rowMap, when set, maps a Hugging Face row to the stored row (GGUF files
-// keep q/k rows in llama.cpp's order).
+// rows asked for, so a quantized model is never expanded to float32 whole,
+// and the integer kernels of matMul read the blocks directly.
 type Quantized struct {
 	typ        quant.Type
 	rows, cols int
 	rowBytes   int
 	data       []byte
-	rowMap     []int
 }
 
 // NewQuantized wraps the bytes of a [rows, cols] tensor of type typ.
@@ -49,21 +50,25 @@ func (q *Quantized) RowBlock(first, n int, buf []float32) ([]float32, error) {
 		return nil, fmt.Errorf("infer: rows [%d, %d) out of range of a [%d %d] weight", first, first+n, q.rows, q.cols)
 	}
 	out := buf[:n*q.cols]
-	if q.rowMap == nil {
-		src := q.data[first*q.rowBytes : (first+n)*q.rowBytes]
-		if err := quant.Dequantize(q.typ, out, src, q.cols); err != nil {
+	src := q.data[first*q.rowBytes : (first+n)*q.rowBytes]
+	switch {
+	case q.typ == quant.F16:
+		// The same values as quant.Dequantize, with F16C where available.
+		if err := kernels.HalfRow(out, src); err != nil {
 			return nil, err
 		}
-		return out, nil
-	}
-	for i := 0; i < n; i++ {
-		r := q.rowMap[first+i]
-		if err := quant.Dequantize(q.typ, out[i*q.cols:(i+1)*q.cols], q.data[r*q.rowBytes:(r+1)*q.rowBytes], q.cols); err != nil {
+	case q.typ == quant.F32 && littleEndian:
+		copy(out, unsafe.Slice((*float32)(unsafe.Pointer(&src[0])), len(out)))
+	default:
+		if err := quant.Dequantize(q.typ, out, src, q.cols); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
+
+// littleEndian is whether float32 bytes can be read in place.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // LoadGGUF reads a GGUF file from a store and builds a model whose linear
 // weights stay quantized (see Quantized); vectors are F32. Query and key
@@ -126,10 +131,14 @@ func LoadGGUF(ctx context.Context, s store.Store, key string, opts Options) (*Mo
 			return nil, fmt.Errorf("load GGUF %s: tensor %s: %w", where, ti.Name, err)
 		}
 		if permute && (role == model.RoleQ || role == model.RoleK) {
-			q.rowMap = make([]int, q.rows)
-			for r := range q.rowMap {
-				q.rowMap[gguf.QKRowSource(r, cfg.HeadDim)] = r
+			// Stored row r is Hugging Face row QKRowSource(r): put the
+			// blocks back in Hugging Face order once, at load.
+			hf := make([]byte, len(q.data))
+			for r := range q.rows {
+				h := gguf.QKRowSource(r, cfg.HeadDim)
+				copy(hf[h*q.rowBytes:(h+1)*q.rowBytes], q.data[r*q.rowBytes:(r+1)*q.rowBytes])
 			}
+			q.data = hf
 		}
 		return q, nil
 	}

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ohms-project/adaptq/kernels"
+	"github.com/ohms-project/adaptq/quant"
 )
 
 // Linear is the weight of a linear layer, a matrix W of shape [Rows, Cols]
@@ -155,27 +158,73 @@ func dot8(w, x []float32, stride int, out *[8]float32) {
 const blockBytes = 32 << 10
 
 // matMul computes dst[t*R + r] = Σ_c W[r][c]·x[t*C + c] for T tokens, with
-// W of shape [R, C]. Work is split in row blocks over at most workers
-// goroutines; each output element is computed by one call with a fixed
-// summation order, so the result does not depend on the number of workers
-// or on scheduling.
-func matMul(w Linear, dst, x []float32, T, workers int) error {
+// W of shape [R, C]. It is the one entry point of every linear layer's
+// input. Work is split in row blocks over at most workers goroutines; each
+// output element is computed by one call with a fixed summation order, so
+// the result does not depend on the number of workers, on scheduling or on
+// how many tokens are multiplied at once.
+//
+// With exact, W is expanded to float32 a row block at a time and every
+// product is rounded to float32 before four interleaved partial sums add it
+// (dot). Otherwise (the default) it computes what llama.cpp's CPU backend
+// computes: quantized weights with an integer kernel stay quantized and
+// meet activations quantized per block to their type's Q8_0, Q8_1 or Q8_K
+// form (kernels.ActFor); float weights use fused multiply-adds
+// (kernels.MatF32) on activations rounded to F16 or BF16 for those types.
+func matMul(w Linear, dst, x []float32, T, workers int, exact bool) error {
 	R, C := w.Rows(), w.Cols()
 	if len(x) < T*C || len(dst) < T*R {
 		return fmt.Errorf("infer: matmul [%d %d] × %d tokens: buffers too small (x %d, dst %d)", R, C, T, len(x), len(dst))
 	}
-	rowsPer := max(1, blockBytes/(4*C))
+	if exact {
+		return matMulExact(w, dst, x, T, workers)
+	}
+	if q, ok := w.(*Quantized); ok {
+		if act, ok := kernels.ActFor(q.typ); ok {
+			return matMulInt(q, act, dst, x, T, workers)
+		}
+		switch q.typ {
+		case quant.F16:
+			x = roundedCopy(x[:T*C], kernels.RoundF16, workers, C)
+		case quant.BF16:
+			x = roundedCopy(x[:T*C], kernels.RoundBF16, workers, C)
+		}
+	}
+	return matMulFMA(w, dst, x, T, workers)
+}
+
+// roundedCopy returns a copy of x (rows of C values) with round applied to
+// every row.
+func roundedCopy(x []float32, round func([]float32), workers, C int) []float32 {
+	out := make([]float32, len(x))
+	copy(out, x)
+	parallelFor(len(x)/C, workers, func(t int) { round(out[t*C : (t+1)*C]) })
+	return out
+}
+
+// fmaBlockBytes is the target size of the float32 row block of the fused
+// multiply-add path: it stays in L2 while the tokens stream past it.
+const fmaBlockBytes = 192 << 10
+
+// intBlockBytes is the target size of a block of quantized rows.
+const intBlockBytes = 128 << 10
+
+// rowBlocks runs fn(first, n) over blocks of rowsPer consecutive rows of R
+// (fewer when workers need more blocks) on up to workers goroutines and
+// returns the first error.
+func rowBlocks(R, rowsPer, multiple, workers int, newWorker func() func(first, n int) error) error {
 	if workers > 1 {
 		// Enough blocks that every worker gets several.
 		rowsPer = min(rowsPer, max(1, (R+4*workers-1)/(4*workers)))
 	}
+	rowsPer = max(multiple, rowsPer/multiple*multiple)
 	nBlocks := (R + rowsPer - 1) / rowsPer
 	workers = max(1, min(workers, nBlocks))
 	var next atomic.Int64
 	var firstErr error
 	var errOnce sync.Once
 	run := func() {
-		buf := make([]float32, rowsPer*C)
+		fn := newWorker()
 		for {
 			b := int(next.Add(1) - 1)
 			if b >= nBlocks {
@@ -183,13 +232,11 @@ func matMul(w Linear, dst, x []float32, T, workers int) error {
 			}
 			first := b * rowsPer
 			n := min(rowsPer, R-first)
-			rows, err := w.RowBlock(first, n, buf[:n*C])
-			if err != nil {
+			if err := fn(first, n); err != nil {
 				errOnce.Do(func() { firstErr = fmt.Errorf("infer: matmul rows %d-%d: %w", first, first+n-1, err) })
 				next.Store(int64(nBlocks))
 				return
 			}
-			matMulBlock(rows, n, C, dst, R, first, x, T)
 		}
 	}
 	if workers == 1 {
@@ -202,6 +249,70 @@ func matMul(w Linear, dst, x []float32, T, workers int) error {
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// floatBlocks runs mul over blocks of about rowsPer rows (a multiple of
+// multiple) of w expanded to float32, each worker with its own buffer.
+func floatBlocks(w Linear, rowsPer, multiple, workers int, mul func(rows []float32, first, n int) error) error {
+	C := w.Cols()
+	return rowBlocks(w.Rows(), rowsPer, multiple, workers, func() func(first, n int) error {
+		var buf []float32
+		return func(first, n int) error {
+			if len(buf) < n*C {
+				buf = make([]float32, n*C)
+			}
+			rows, err := w.RowBlock(first, n, buf[:n*C])
+			if err != nil {
+				return err
+			}
+			return mul(rows, first, n)
+		}
+	})
+}
+
+// matMulFMA is the float path: row blocks expanded (or viewed) as float32
+// and multiplied with fused multiply-adds.
+func matMulFMA(w Linear, dst, x []float32, T, workers int) error {
+	R, C := w.Rows(), w.Cols()
+	return floatBlocks(w, fmaBlockBytes/(4*C), 3, workers, func(rows []float32, first, n int) error {
+		return kernels.MatF32(dst[first:], R, rows, n, C, x, T)
+	})
+}
+
+// matMulInt is the integer path: x quantized once per token to act, then
+// every block of quantized rows against every token.
+func matMulInt(q *Quantized, act kernels.ActType, dst, x []float32, T, workers int) error {
+	R, C := q.rows, q.cols
+	a, err := quantizeActs(act, x, T, C, workers)
+	if err != nil {
+		return err
+	}
+	return rowBlocks(R, intBlockBytes/q.rowBytes, 1, workers, func() func(first, n int) error {
+		return func(first, n int) error {
+			return kernels.MatQ(q.typ, dst[first:], R, q.data[first*q.rowBytes:(first+n)*q.rowBytes], q.rowBytes, n, a)
+		}
+	})
+}
+
+// quantizeActs quantizes T rows of C values to act, the tokens spread over
+// workers (each token's blocks depend on that token only).
+func quantizeActs(act kernels.ActType, x []float32, T, C, workers int) (*kernels.Acts, error) {
+	a := &kernels.Acts{}
+	if err := a.Reset(act, T, C); err != nil {
+		return nil, err
+	}
+	parallelFor(T, workers, func(t int) { a.QuantizeToken(t, x[t*C:(t+1)*C]) })
+	return a, nil
+}
+
+// matMulExact is the exact path: rows expanded to float32 a block at a time
+// and multiplied by dot's rounding.
+func matMulExact(w Linear, dst, x []float32, T, workers int) error {
+	R, C := w.Rows(), w.Cols()
+	return floatBlocks(w, max(1, blockBytes/(4*C)), 1, workers, func(rows []float32, first, n int) error {
+		matMulBlock(rows, n, C, dst, R, first, x, T)
+		return nil
+	})
 }
 
 // matMulBlock computes the outputs of n rows starting at row first for all

@@ -55,6 +55,15 @@ type Options struct {
 	Workers int
 	// Act is the simulated activation quantization (off by default).
 	Act ActQuant
+	// Exact keeps float32 semantics: every linear layer expands its
+	// weight rows to float32 and rounds each product to float32 (the
+	// results of adaptq before the integer kernels). Without it (the
+	// default) quantized weights are multiplied as llama.cpp's CPU backend
+	// does: activations quantized per block (Q8_0, Q8_1 or Q8_K) and
+	// integer dot products, F16/BF16 weights against activations rounded
+	// to that type, fused multiply-adds for float32. Both modes are
+	// deterministic; they give different numbers.
+	Exact bool
 }
 
 // Model is a Llama-family decoder ready to run: its config, weights and

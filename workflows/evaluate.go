@@ -62,7 +62,7 @@ func EvaluateModel(ctx workflow.Context, in EvalInput) (*infer.Result, error) {
 		first := i * spec.Chunk
 		return workflow.ExecuteActivity(actx, a.EvalWindows, activities.EvalChunkInput{Model: in.Model, Reference: in.Reference,
 			Output: in.Output, IDsKey: prep.IDsKey, Ctx: spec.Ctx, Protocol: spec.Protocol, BOS: prep.BOS,
-			First: first, Count: min(spec.Chunk, prep.Windows-first)})
+			First: first, Count: min(spec.Chunk, prep.Windows-first), Exact: spec.Exact})
 	}, func(i int, f workflow.Future) error {
 		var c activities.EvalChunk
 		if err := f.Get(ctx, &c); err != nil {

@@ -60,6 +60,7 @@ type EvalSpec struct {
 	Protocol string `json:"protocol"`           // "full" or "llama.cpp"
 	Chunk    int    `json:"chunk,omitempty"`    // windows per activity (default 8)
 	Parallel int    `json:"parallel,omitempty"` // chunks in flight (default 4)
+	Exact    bool   `json:"exact,omitempty"`    // float32 semantics instead of llama.cpp's integer kernels
 }
 
 // QuantizeInput is QuantizeModel's JSON input (the file given to

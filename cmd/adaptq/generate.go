@@ -12,11 +12,12 @@ import (
 )
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("generate", `--model <location> [--prompt "text"] [-n 48] [--workers N]`, stderr)
+	fs := newFlags("generate", `--model <location> [--prompt "text"] [-n 48] [--workers N] [--exact]`, stderr)
 	modelLoc := fs.String("model", "", "checkpoint to run (directory, file://, s3://)")
 	prompt := fs.String("prompt", "", "text to continue (empty: start from BOS alone)")
 	n := fs.Int("n", 48, "maximum number of tokens to generate (stops earlier at EOS)")
 	workers := fs.Int("workers", 0, "goroutines of the forward pass (0: GOMAXPROCS)")
+	exact := fs.Bool("exact", false, "float32 semantics on dequantized rows instead of llama.cpp's integer kernels")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -37,7 +38,7 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if m, err = m.With(infer.Options{Workers: *workers}); err != nil {
+	if m, err = m.With(infer.Options{Workers: *workers, Exact: *exact}); err != nil {
 		return err
 	}
 	tok, err := loadTokenizer(ctx, ck)

@@ -35,6 +35,9 @@ type verifyReport struct {
 	ActBits     int    `json:"act_bits"`
 	Hadamard    bool   `json:"hadamard"`
 	Workers     int    `json:"workers"`
+	// Exact is true for float32 semantics (--exact), false for llama.cpp's
+	// integer kernels.
+	Exact bool `json:"exact"`
 	infer.Result
 	// Seconds is the wall-clock time of the evaluation loop (with a live
 	// reference model, its forward passes included). ForwardTokens is the
@@ -152,7 +155,7 @@ func toInt32(ids []int) []int32 {
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "--model <location> (--text <file> | --ids <file>) [--reference <location> | --reference-logprobs <file>] [--ctx 256] [--protocol full|llama.cpp] [--act-bits 8|4 [--hadamard]] [--workers N] [--save-logprobs <file> [--topk 32]] [--limit N] [--json]", stderr)
+	fs := newFlags("verify", "--model <location> (--text <file> | --ids <file>) [--reference <location> | --reference-logprobs <file>] [--ctx 256] [--protocol full|llama.cpp] [--act-bits 8|4 [--hadamard]] [--exact] [--workers N] [--save-logprobs <file> [--topk 32]] [--limit N] [--json]", stderr)
 	modelLoc := fs.String("model", "", "checkpoint to evaluate (directory, file://, s3://)")
 	refLoc := fs.String("reference", "", "reference checkpoint for KL divergence, top-1 agreement and PPL ratio")
 	textPath := fs.String("text", "", "text file, tokenized with the model's tokenizer.json (whole file, no BOS)")
@@ -163,6 +166,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	hadamard := fs.Bool("hadamard", false, "rotate every linear input by a randomized Hadamard matrix (before --act-bits)")
 	hadamardSeed := fs.Uint64("hadamard-seed", 0, "seed of the Hadamard signs")
 	workers := fs.Int("workers", 0, "goroutines of the forward pass (0: GOMAXPROCS)")
+	exact := fs.Bool("exact", false, "float32 semantics on dequantized rows instead of llama.cpp's integer kernels (both models)")
 	savePath := fs.String("save-logprobs", "", "write the model's top-k log-probabilities (AQLP) to this file, for use as --reference-logprobs")
 	topk := fs.Int("topk", 32, "log-probabilities kept per token with --save-logprobs")
 	refLogProbs := fs.String("reference-logprobs", "", "AQLP file written by --save-logprobs, used as the reference")
@@ -204,7 +208,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	cfg := ck.Config
-	opts := infer.Options{Workers: *workers, Act: infer.ActQuant{Bits: *actBits, Hadamard: *hadamard, HadamardSeed: *hadamardSeed}}
+	opts := infer.Options{Workers: *workers, Exact: *exact, Act: infer.ActQuant{Bits: *actBits, Hadamard: *hadamard, HadamardSeed: *hadamardSeed}}
 	m, err := base.With(opts)
 	if err != nil {
 		return err
@@ -263,7 +267,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// Reference and recording.
 	rep := verifyReport{
 		Model: ck.Location, Input: input, InputTokens: len(ids), Protocol: *protocol, Ctx: *ctxLen,
-		ActBits: *actBits, Hadamard: *hadamard, Workers: *workers,
+		ActBits: *actBits, Hadamard: *hadamard, Workers: *workers, Exact: *exact,
 	}
 	var eo infer.EvalOptions
 	switch {
@@ -275,7 +279,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if rck.Config.VocabSize != cfg.VocabSize {
 			return fmt.Errorf("--reference %s has a vocabulary of %d, the model %d", rck.Location, rck.Config.VocabSize, cfg.VocabSize)
 		}
-		if ref, err = ref.With(infer.Options{Workers: *workers}); err != nil {
+		if ref, err = ref.With(infer.Options{Workers: *workers, Exact: *exact}); err != nil {
 			return err
 		}
 		eo.Reference = infer.ModelReference{Model: ref}
