@@ -27,6 +27,14 @@ import (
 // ErrTypeBadInput is the application error type of non-retryable bad input.
 const ErrTypeBadInput = "BadInput"
 
+// ErrTypeTestFault is the application error type of the test-only fault
+// of Activities.FailShard.
+const ErrTypeTestFault = "TestFault"
+
+// TestFaultEnv names the environment variable from which workers set
+// Activities.FailShard (tests only; unset in production).
+const TestFaultEnv = "ADAPTQ_TEST_FAIL_SHARD"
+
 // Activities holds what the activities share on one worker. Credentials
 // never pass through here: stores read them from the environment.
 type Activities struct {
@@ -38,6 +46,12 @@ type Activities struct {
 	// MaxModels bounds the models an evaluation worker keeps loaded
 	// (default 2: the quantized model and its reference).
 	MaxModels int
+	// FailShard is a test-only fault, off when empty (the default):
+	// QuantizeShard fails, non-retryably, for the shard of this name until
+	// an operator has retried it (ShardInput.Retries > 0), so that the
+	// reliability suite can park a shard. Workers set it from the
+	// environment variable ADAPTQ_TEST_FAIL_SHARD (TestFaultEnv).
+	FailShard string
 
 	once  sync.Once
 	cache *modelCache
@@ -141,6 +155,9 @@ type ShardInput struct {
 	PlanKey string        `json:"plan_key"`
 	Index   int           `json:"index"`
 	Recipe  shards.Recipe `json:"recipe"`
+	// Retries counts the operators' retry-shard updates of this shard so
+	// far (logged; not part of the shard's key).
+	Retries int `json:"retries,omitempty"`
 }
 
 // ShardProgress is QuantizeShard's heartbeat detail.
@@ -189,6 +206,10 @@ func (a *Activities) QuantizeShard(ctx context.Context, in ShardInput) (export.S
 		return export.ShardRecord{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeBadInput, err)
 	}
 	s := p.Shards[in.Index]
+	if a.FailShard != "" && a.FailShard == s.Name && in.Retries == 0 {
+		msg := fmt.Sprintf("test fault (%s=%s): shard %s fails until an operator retries it", TestFaultEnv, a.FailShard, s.Name)
+		return export.ShardRecord{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeTestFault, nil)
+	}
 	activity.RecordHeartbeat(ctx, ShardProgress{Shard: s.Name, Tensors: len(s.Tensors)})
 	rec, err := export.WriteShard(ctx, ck, out, p, s, in.Recipe, func(tensor string, done, total int) {
 		activity.RecordHeartbeat(ctx, ShardProgress{Shard: s.Name, TensorsDone: done, Tensors: total})

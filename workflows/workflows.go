@@ -4,11 +4,20 @@
 // the history grows too long, stitches the GGUF and the manifest and then
 // evaluates the result in the EvaluateModel child workflow. Workflows pass
 // object keys, sizes and checksums — never tensor bytes, never credentials.
+//
+// A shard whose retries run out parks instead of failing the run: the
+// phase becomes "attention", the progress query lists the shard with its
+// last error, the other shards go on, and then the run waits for an
+// operator. Operators act through Temporal Updates, each with a validator
+// that rejects an unknown shard or a wrong state with a message saying
+// why: "retry-shard" (optionally with another type for the shard's
+// tensors), "abort", "pause" and "resume" (stop and restart the starting
+// of new shards). Parked shards, operators' retries and the pause are part
+// of the state that continue-as-new carries, so they survive it and any
+// worker restart.
 package workflows
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -44,14 +53,34 @@ func SearchAttributeNames() []string {
 const (
 	PhasePlan     = "plan"
 	PhaseQuantize = "quantize"
+	// PhaseAttention: a shard is parked; the run needs an operator to
+	// retry it (or abort) before it can finish.
+	PhaseAttention = "attention"
+	// PhasePaused: an operator paused the run; no new shard starts until
+	// resume.
+	PhasePaused   = "paused"
 	PhaseStitch   = "stitch"
 	PhaseEvaluate = "evaluate"
 	PhaseDone     = "done"
 	PhaseFailed   = "failed"
+	PhaseAborted  = "aborted"
 )
 
 // ProgressQuery is the name of the query handler that reports Progress.
 const ProgressQuery = "progress"
+
+// Names of QuantizeModel's Temporal Updates (`temporal workflow update
+// execute --name …`). Each returns the Progress after it took effect.
+const (
+	UpdateRetryShard = "retry-shard" // RetryShardRequest: retry a parked shard
+	UpdateAbort      = "abort"       // AbortRequest: stop the run, mark the output incomplete
+	UpdatePause      = "pause"       // no input: start no new shard
+	UpdateResume     = "resume"      // no input: start shards again
+)
+
+// ErrTypeAborted is the application error type of a run an operator
+// aborted.
+const ErrTypeAborted = "Aborted"
 
 // EvalSpec says how to evaluate the quantized model.
 type EvalSpec struct {
@@ -85,6 +114,9 @@ type QuantizeInput struct {
 	// checks that it exists and is readable; the quantizers do not use it
 	// yet.
 	Imatrix string `json:"imatrix,omitempty"`
+	// ShardAttempts bounds the attempts of one QuantizeShard activity
+	// before the shard parks (default 20).
+	ShardAttempts int `json:"shard_attempts,omitempty"`
 	// State is carried from one run to the next by continue-as-new; a new
 	// run leaves it empty.
 	State *QuantizeState `json:"state,omitempty"`
@@ -96,15 +128,58 @@ type QuantizeState struct {
 	Records []export.ShardRecord  `json:"records"` // by shard index; Key "" = not done
 	Started time.Time             `json:"started"`
 	Runs    int                   `json:"runs"`
+	// Parked are the shards whose attempts ran out, by index, waiting for
+	// an operator's retry-shard.
+	Parked []ParkedShard `json:"parked,omitempty"`
+	// Retried holds what operators asked of shards with retry-shard, by
+	// shard index.
+	Retried map[int]ShardRetry `json:"retried,omitempty"`
+	// Paused: an operator paused the run and has not resumed it.
+	Paused bool `json:"paused,omitempty"`
 }
 
-// Progress is what the progress query returns.
+// ParkedShard is a shard that failed every attempt and waits for an
+// operator.
+type ParkedShard struct {
+	Index int       `json:"index"`
+	Shard string    `json:"shard"`
+	Error string    `json:"error"` // the last attempt's error
+	At    time.Time `json:"at"`
+	Type  string    `json:"type,omitempty"` // the type it was retried with, "" = the recipe's
+}
+
+// ShardRetry is what operators asked of one shard.
+type ShardRetry struct {
+	Count int    `json:"count"`          // retry-shard updates so far
+	Type  string `json:"type,omitempty"` // type of its tensors, "" = the recipe's
+}
+
+// RetryShardRequest is the input of the retry-shard update.
+type RetryShardRequest struct {
+	Shard string `json:"shard"` // shard name, as the progress query lists it ("layer-007")
+	// Type, if set, quantizes every tensor of the shard (norms and biases
+	// stay F32) with this type instead of the recipe's, under a new shard
+	// key.
+	Type string `json:"type,omitempty"`
+}
+
+// AbortRequest is the input of the abort update.
+type AbortRequest struct {
+	Reason string `json:"reason"`
+}
+
+// Progress is what the progress query (and every update) returns.
 type Progress struct {
-	Phase       string `json:"phase"`
-	ShardsDone  int    `json:"shards_done"`
-	ShardsTotal int    `json:"shards_total"`
-	BytesOut    int64  `json:"bytes_out"`
-	Runs        int    `json:"runs"` // continue-as-new generations so far
+	Phase         string `json:"phase"`
+	ShardsDone    int    `json:"shards_done"`
+	ShardsTotal   int    `json:"shards_total"`
+	ShardsRunning int    `json:"shards_running"`
+	BytesOut      int64  `json:"bytes_out"`
+	Runs          int    `json:"runs"` // continue-as-new generations so far
+	Paused        bool   `json:"paused,omitempty"`
+	// Parked lists the shards waiting for retry-shard, with their errors.
+	Parked      []ParkedShard `json:"parked,omitempty"`
+	AbortReason string        `json:"abort_reason,omitempty"`
 }
 
 // Summary is QuantizeModel's result: sizes, measured figures and keys.
@@ -116,6 +191,7 @@ type Summary struct {
 	SourceBytes   int64          `json:"source_bytes"`
 	Export        export.Summary `json:"export"`
 	ShardsReused  int            `json:"shards_reused"`
+	ShardsRetried int            `json:"shards_retried,omitempty"` // shards an operator retried
 	MaxRelError   float64        `json:"max_rel_error"`
 	Evaluation    *infer.Result  `json:"evaluation,omitempty"`
 	Seconds       float64        `json:"seconds"`
@@ -134,171 +210,20 @@ func (in *QuantizeInput) defaults() {
 	if in.HeartbeatSeconds <= 0 {
 		in.HeartbeatSeconds = 300
 	}
-}
-
-// shardOptions are QuantizeShard's activity options. A cancelled run waits
-// for its running shards to acknowledge the cancellation (they learn of it
-// at their next heartbeat; a dead worker's shard times out after the
-// heartbeat timeout), so that the run closes, and its output is marked
-// incomplete, only after no worker writes to the output any more.
-func shardOptions(in *QuantizeInput) workflow.ActivityOptions {
-	return workflow.ActivityOptions{
-		StartToCloseTimeout: 6 * time.Hour,
-		HeartbeatTimeout:    time.Duration(in.HeartbeatSeconds) * time.Second,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        time.Minute,
-			MaximumAttempts:        20,
-			NonRetryableErrorTypes: []string{activities.ErrTypeBadInput},
-		},
+	if in.ShardAttempts <= 0 {
+		in.ShardAttempts = 20
 	}
 }
 
 // QuantizeModel is the main workflow: plan, quantize every shard in a
-// sliding window, stitch, evaluate.
+// sliding window (parking the ones that fail), stitch, evaluate. Its steps
+// are the methods of quantizeRun.
 func QuantizeModel(ctx workflow.Context, in QuantizeInput) (*Summary, error) {
-	in.defaults()
-	var a *activities.Activities
-	recipe, err := activities.Recipe(in.Recipe, in.Rotation, in.Optimized, in.Compress)
+	r, err := newQuantizeRun(ctx, in)
 	if err != nil {
-		return nil, activities.BadInputError(err)
-	}
-	st := in.State
-	prog := &Progress{Phase: PhasePlan}
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) { return *prog, nil }); err != nil {
 		return nil, err
 	}
-	setPhase := func(p string) {
-		prog.Phase = p
-		_ = workflow.UpsertTypedSearchAttributes(ctx, AttrPhase.ValueSet(p))
-	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, AttrModel.ValueSet(in.Model), AttrRecipe.ValueSet(in.Recipe), AttrPhase.ValueSet(PhasePlan))
-	_ = workflow.UpsertMemo(ctx, map[string]any{"output": in.Output, "rotation": in.Rotation.Kind})
-
-	fail := func(err error) (*Summary, error) {
-		setPhase(PhaseFailed)
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
-			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 5}})
-		reason := "run " + workflow.GetInfo(ctx).WorkflowExecution.ID + " did not finish: " + err.Error()
-		if temporal.IsCanceledError(err) || errors.Is(ctx.Err(), workflow.ErrCanceled) {
-			reason = "run " + workflow.GetInfo(ctx).WorkflowExecution.ID + " was cancelled"
-		}
-		_ = workflow.ExecuteActivity(dctx, a.MarkIncomplete, in.Output, reason).Get(dctx, nil)
-		return nil, err
-	}
-
-	if st == nil {
-		st = &QuantizeState{Started: workflow.Now(ctx)}
-		pctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Minute,
-			RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}}})
-		pin := activities.PlanInput{Model: in.Model, Output: in.Output, Recipe: recipe, Imatrix: in.Imatrix}
-		if ev := in.Evaluation; ev != nil {
-			pin.Evaluation = &activities.TextInput{Text: ev.Text, Ctx: ev.Ctx, Protocol: ev.Protocol}
-		}
-		if err := workflow.ExecuteActivity(pctx, a.PlanModel, pin).Get(ctx, &st.Plan); err != nil {
-			return fail(err)
-		}
-		st.Records = make([]export.ShardRecord, len(st.Plan.Shards))
-	}
-	total := len(st.Plan.Shards)
-	prog.ShardsTotal, prog.Runs = total, st.Runs
-	for _, r := range st.Records {
-		if r.Key != "" {
-			prog.ShardsDone++
-			prog.BytesOut += r.Size
-		}
-	}
-	setPhase(PhaseQuantize)
-
-	// The sliding window.
-	sctx := workflow.WithActivityOptions(ctx, shardOptions(&in))
-	sel := workflow.NewSelector(ctx)
-	inflight, started := 0, 0
-	var firstErr error
-	next := 0
-	start := func(i int) {
-		f := workflow.ExecuteActivity(sctx, a.QuantizeShard, activities.ShardInput{Model: in.Model, Output: in.Output, PlanKey: st.Plan.PlanKey, Index: i, Recipe: recipe})
-		inflight++
-		started++
-		sel.AddFuture(f, func(f workflow.Future) {
-			inflight--
-			var rec export.ShardRecord
-			if err := f.Get(ctx, &rec); err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("shard %s: %w", st.Plan.Shards[i], err)
-				}
-				return
-			}
-			st.Records[i] = rec
-			prog.ShardsDone++
-			prog.BytesOut += rec.Size
-		})
-	}
-	for {
-		stopping := firstErr != nil || started >= in.MaxShardsPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested()
-		for !stopping && inflight < in.Concurrency {
-			for next < total && st.Records[next].Key != "" {
-				next++
-			}
-			if next >= total {
-				break
-			}
-			start(next)
-			next++
-			stopping = started >= in.MaxShardsPerRun
-		}
-		if inflight == 0 {
-			break
-		}
-		sel.Select(ctx)
-	}
-	if firstErr != nil {
-		return fail(firstErr)
-	}
-	if prog.ShardsDone < total {
-		st.Runs++
-		in.State = st
-		return nil, workflow.NewContinueAsNewError(ctx, QuantizeModel, in)
-	}
-
-	setPhase(PhaseStitch)
-	stitched := workflow.Now(ctx)
-	var sum export.Summary
-	tctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 6 * time.Hour, HeartbeatTimeout: 10 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}}})
-	if err := workflow.ExecuteActivity(tctx, a.StitchModel, activities.StitchInput{Model: in.Model, Output: in.Output,
-		PlanKey: st.Plan.PlanKey, Recipe: recipe, Records: st.Records}).Get(ctx, &sum); err != nil {
-		return fail(err)
-	}
-	out := &Summary{Model: in.Model, Output: in.Output, Recipe: in.Recipe, Parameters: st.Plan.Parameters,
-		SourceBytes: st.Plan.SourceBytes, Export: sum, ContinuedRuns: st.Runs,
-		QuantizeSecs: stitched.Sub(st.Started).Seconds()}
-	for _, r := range st.Records {
-		if r.Reused {
-			out.ShardsReused++
-		}
-		out.MaxRelError = max(out.MaxRelError, r.MaxRelErr)
-	}
-	if in.Evaluation != nil {
-		setPhase(PhaseEvaluate)
-		evStart := workflow.Now(ctx)
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "-eval",
-		})
-		var res infer.Result
-		ev := EvalInput{Model: joinLoc(in.Output, sum.GGUFKey), Reference: in.Model, Output: in.Output, Spec: *in.Evaluation}
-		if err := workflow.ExecuteChildWorkflow(cctx, EvaluateModel, ev).Get(ctx, &res); err != nil {
-			return fail(err)
-		}
-		out.Evaluation = &res
-		out.EvaluateSecs = workflow.Now(ctx).Sub(evStart).Seconds()
-	}
-	out.Seconds = workflow.Now(ctx).Sub(st.Started).Seconds()
-	setPhase(PhaseDone)
-	return out, nil
+	return r.execute(ctx)
 }
 
 // joinLoc appends a key to a location.

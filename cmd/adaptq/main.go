@@ -7,6 +7,7 @@
 //	adaptq export --model <location> --type q4_k_m [--rotate hadamard --seed 1] --out <location>
 //	adaptq verify --model <checkpoint or .gguf> [--reference <checkpoint>] --text <file> [--ctx 256] [--protocol full|llama.cpp]
 //	adaptq generate --model <checkpoint or .gguf> [--prompt text] [-n 48]
+//	adaptq run status|retry|pause|resume|abort --workflow-id <id> [--temporal host:port]
 //
 // A location is a directory, file:///path or s3://bucket/prefix (endpoint and
 // credentials from ADAPTQ_S3_ENDPOINT, ADAPTQ_S3_TLS, AWS_ACCESS_KEY_ID and
@@ -46,6 +47,7 @@ func commands() []command {
 		{"generate", "greedy text continuation of a prompt", runGenerate},
 		{"worker", "run a Temporal worker process (quantize, eval or all roles) with metrics and health endpoints", runWorker},
 		{"dev", "run an embedded Temporal server and an in-process worker on this machine until Ctrl-C", runDev},
+		{"run", "control a running quantize workflow: status, retry a parked shard, pause, resume, abort", runRun},
 	}
 }
 

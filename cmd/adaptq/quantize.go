@@ -142,7 +142,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fail(fmt.Errorf("start workflow: %w", err), false)
 	}
 	fmt.Fprintf(stderr, "workflow %s run %s\n", run.GetID(), run.GetRunID())
-	sum, err := follow(ctx, c, run, stderr, log.path != "")
+	sum, err := follow(ctx, c, run, cfg.HostPort, stderr, log.path != "")
 	if err != nil {
 		return fail(err, true)
 	}
@@ -197,9 +197,11 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 	return set
 }
 
-// follow polls the progress query and draws bars until the workflow ends
-// (following continue-as-new runs), then returns its result.
-func follow(ctx context.Context, c client.Client, run client.WorkflowRun, stderr io.Writer, bars bool) (*workflows.Summary, error) {
+// follow polls the progress query and draws a bar over the shards (when
+// bars) until the workflow ends (following continue-as-new runs), then
+// returns its result. A parked shard is printed once, with the command
+// that retries it.
+func follow(ctx context.Context, c client.Client, run client.WorkflowRun, hostPort string, stderr io.Writer, bars bool) (*workflows.Summary, error) {
 	type result struct {
 		sum workflows.Summary
 		err error
@@ -212,6 +214,7 @@ func follow(ctx context.Context, c client.Client, run client.WorkflowRun, stderr
 	}()
 	var bar *progress.Bar
 	phase := ""
+	told := map[string]bool{} // parked shards printed, by shard and time
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -239,17 +242,29 @@ func follow(ctx context.Context, c client.Client, run client.WorkflowRun, stderr
 			if v.Get(&p) != nil {
 				continue
 			}
+			shardStage := p.Phase == workflows.PhaseQuantize || p.Phase == workflows.PhaseAttention || p.Phase == workflows.PhasePaused
 			if p.Phase != phase {
-				if bar != nil {
+				if bar != nil && !shardStage {
 					bar.Set(int64(p.ShardsDone))
 					bar.Done()
 					bar = nil
 				}
 				phase = p.Phase
-				if p.Phase == workflows.PhaseQuantize && bars {
-					bar = progress.New(stderr, "shards", int64(p.ShardsTotal), false)
-				} else {
+				if p.Phase == workflows.PhasePaused {
+					fmt.Fprintf(stderr, "\npaused by an operator; resume with `adaptq run resume --workflow-id %s --temporal %s`\n", run.GetID(), hostPort)
+				}
+				if !shardStage {
 					fmt.Fprintf(stderr, "phase: %s\n", p.Phase)
+				} else if bar == nil && bars {
+					bar = progress.New(stderr, "shards", int64(p.ShardsTotal), false)
+				}
+			}
+			for _, s := range p.Parked {
+				k := s.Shard + s.At.String()
+				if !told[k] {
+					told[k] = true
+					fmt.Fprintf(stderr, "\nshard %s parked after its last attempt: %s\n  retry it: adaptq run retry --workflow-id %s --temporal %s --shard %s [--type q8_0]\n  or give up: adaptq run abort --workflow-id %s --temporal %s --reason \"…\"\n",
+						s.Shard, s.Error, run.GetID(), hostPort, s.Shard, run.GetID(), hostPort)
 				}
 			}
 			if bar != nil {

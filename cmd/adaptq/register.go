@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"go.temporal.io/sdk/worker"
 
@@ -20,7 +21,7 @@ func registrar() workers.Registrar {
 			if m := workers.MetricsFromContext(ctx); m != nil {
 				m.ShardDone(seconds, in, out)
 			}
-		}}
+		}, FailShard: os.Getenv(activities.TestFaultEnv)}
 		if role == workers.RoleQuantize || role == workers.RoleAll {
 			r.RegisterWorkflow(workflows.QuantizeModel)
 			r.RegisterWorkflow(workflows.EvaluateModel)
