@@ -156,6 +156,7 @@ type workerOpts struct {
 	MaxConcurrent int            // --max-concurrent (0: SDK default)
 	GOMAXPROCS    int            // 0: inherit
 	MinIO         *testenv.MinIO // nil: the shared one
+	Env           []string       // more environment variables (KEY=value)
 }
 
 // workerProc is a running `adaptq worker` process.
@@ -188,7 +189,7 @@ func (s *services) startWorker(t *testing.T, o workerOpts) *workerProc {
 		"--task-queue", o.Queue, "--role", o.Role, "--max-concurrent", strconv.Itoa(o.MaxConcurrent),
 		"--metrics-addr", w.Addr, "--health-addr", w.Addr, "--stop-timeout", "10s", "--identity", o.Name}
 	cmd := exec.Command(s.bin, args...)
-	cmd.Env = append(os.Environ(), o.MinIO.Env()...)
+	cmd.Env = append(append(os.Environ(), o.MinIO.Env()...), o.Env...)
 	if o.GOMAXPROCS > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.GOMAXPROCS))
 	}
