@@ -113,10 +113,13 @@ type optimizer struct {
 	// K-quants
 	k        *kLayout
 	pa, pb   kParams
-	qtmp     [32]uint8
+	gl       [qkK]int32 // levels of gridStats
 	subErr   [16]float64
-	fs, fm   [16]float32 // sub-block float scales and mins
-	fsw, fmw [16]float32 // their weights
+	subSt    [16]gridSums // sums of each sub-block's last assignment
+	subW     [16]float64  // Σ w of each sub-block
+	subWX    [16]float64  // Σ w·x of each sub-block
+	fs, fm   [16]float32  // sub-block float scales and mins
+	fsw, fmw [16]float32  // their weights
 	// ternary
 	idx   []int
 	trits [qkK]uint8
@@ -207,17 +210,33 @@ func roundClamp(f float64, lo, hi int32) int32 {
 
 // symEval assigns to every x the nearest level l in [lo, hi] for the scale
 // d (the reconstruction is float32(l)·d, as the decoders compute it),
-// stores them in L and returns Σ w·(x − x̂)².
-func symEval(x, w []float32, d float32, lo, hi int32, L []int32) float64 {
+// stores them in L and returns Σ w·(x − x̂)² with, for a refit of d, the
+// sums Σ w·x·l and Σ w·l². The pass is gridStats's (float32 sums).
+func symEval(x, w []float32, d float32, lo, hi int32, L []int32) (e, num, den float64) {
 	L = L[:len(x)]
 	w = w[:len(x)]
-	var e float64
+	ie := float32(1 / float64(d))
+	if d == 0 || !finite32(ie) {
+		return symEvalSlow(x, w, d, lo, hi, L)
+	}
+	c := gridParams{ie: ie, bias: float32(-lo) + 0.5, qmax: float32(hi - lo), e: d, qoff: float32(-lo)}
+	var s gridSums
+	gridStats(x, w, &c, &s, L)
+	for i := range L {
+		L[i] += lo
+	}
+	return float64(s[0]), float64(s[3]), float64(s[2])
+}
+
+// symEvalSlow is symEval in float64 for the scales whose inverse is not a
+// finite float32 (0 and the smallest subnormals).
+func symEvalSlow(x, w []float32, d float32, lo, hi int32, L []int32) (e, num, den float64) {
 	if d == 0 {
 		for i, v := range x {
 			L[i] = 0
 			e += float64(w[i]) * float64(v) * float64(v)
 		}
-		return e
+		return e, 0, 0
 	}
 	id := 1 / float64(d)
 	for i, v := range x {
@@ -226,19 +245,15 @@ func symEval(x, w []float32, d float32, lo, hi int32, L []int32) float64 {
 		r := float64(float32(l) * d)
 		diff := r - float64(v)
 		e += float64(w[i]) * diff * diff
+		num += float64(w[i]) * float64(v) * float64(l)
+		den += float64(w[i]) * float64(l) * float64(l)
 	}
-	return e
+	return e, num, den
 }
 
-// symRefit is the least-squares scale Σ w·x·l / Σ w·l² for fixed levels
-// (0 when every level is 0), rounded to fp16 if half.
-func symRefit(x, w []float32, L []int32, half bool) float32 {
-	var num, den float64
-	for i, v := range x {
-		l := float64(L[i])
-		num += float64(w[i]) * float64(v) * l
-		den += float64(w[i]) * l * l
-	}
+// symScale is the least-squares scale num/den = Σ w·x·l / Σ w·l² for fixed
+// levels (0 when every level is 0), rounded to fp16 if half.
+func symScale(num, den float64, half bool) float32 {
 	if den <= 0 {
 		return 0
 	}
@@ -271,6 +286,7 @@ func symSearch(x, w []float32, lo, hi int32, ntrial int, spread float32, half bo
 		return 0, 0
 	}
 	bestD, bestE := float32(0), math.Inf(1)
+	var bestNum, bestDen float64
 	try := func(d float32) {
 		if half {
 			d = round16(d)
@@ -278,17 +294,17 @@ func symSearch(x, w []float32, lo, hi int32, ntrial int, spread float32, half bo
 		if d == 0 || !finite32(d) {
 			return
 		}
-		e := symEval(x, w, d, lo, hi, cur)
+		e, num, den := symEval(x, w, d, lo, hi, cur)
 		if e < bestE {
-			bestD, bestE = d, e
+			bestD, bestE, bestNum, bestDen = d, e, num, den
 			copy(best, cur[:len(x)])
 		}
-		d1 := symRefit(x, w, cur, half)
+		d1 := symScale(num, den, half)
 		if d1 == d || d1 == 0 || !finite32(d1) {
 			return
 		}
-		if e1 := symEval(x, w, d1, lo, hi, cur); e1 < bestE {
-			bestD, bestE = d1, e1
+		if e1, num1, den1 := symEval(x, w, d1, lo, hi, cur); e1 < bestE {
+			bestD, bestE, bestNum, bestDen = d1, e1, num1, den1
 			copy(best, cur[:len(x)])
 		}
 	}
@@ -313,18 +329,19 @@ func symSearch(x, w []float32, lo, hi int32, ntrial int, spread float32, half bo
 	}
 	if math.IsInf(bestE, 1) {
 		// every candidate scale overflowed or vanished
-		return 0, symEval(x, w, 0, lo, hi, best)
+		e, _, _ := symEval(x, w, 0, lo, hi, best)
+		return 0, e
 	}
 	for it := 0; it < 4; it++ {
-		d1 := symRefit(x, w, best, half)
+		d1 := symScale(bestNum, bestDen, half)
 		if d1 == bestD || d1 == 0 || !finite32(d1) {
 			break
 		}
-		e1 := symEval(x, w, d1, lo, hi, cur)
+		e1, num1, den1 := symEval(x, w, d1, lo, hi, cur)
 		if !(e1 < bestE) {
 			break
 		}
-		bestD, bestE = d1, e1
+		bestD, bestE, bestNum, bestDen = d1, e1, num1, den1
 		copy(best, cur[:len(x)])
 	}
 	return bestD, bestE

@@ -40,45 +40,77 @@ func (p *kParams) grid(j int) (e, off float32) {
 	return float32(p.d * float32(p.S[j])), float32(p.dmin * float32(p.M[j]))
 }
 
-// assign sets q to the nearest levels of x for the grid (e, off) and
-// returns Σ w·(x − x̂)² with x̂ = float32(e·float32(q − qoff)) − off.
-func (k *kLayout) assign(x, w []float32, e, off float32, q []uint8) float64 {
-	q = q[:len(x)]
+// assign sets q (when not nil) to the nearest levels of x for the grid
+// (e, off), fills st with the pass's sums (l = q − qoff) and returns
+// Σ w·(x − x̂)² with x̂ = float32(e·float32(q − qoff)) − off.
+func (o *optimizer) assign(x, w []float32, e, off float32, q []uint8, st *gridSums) float64 {
+	k := o.k
+	ie := float32(1 / float64(e))
+	if e == 0 || !finite32(e) || !finite32(ie) {
+		return k.assignSlow(x, w, e, off, q, st)
+	}
+	c := gridParams{off: off, ie: ie, bias: float32(k.qoff) + 0.5, qmax: float32(k.qmax), e: e, qoff: float32(k.qoff)}
+	L := o.gl[:len(x)]
+	gridStats(x, w, &c, st, L)
+	if q != nil {
+		q = q[:len(x)]
+		for i, l := range L {
+			q[i] = uint8(l)
+		}
+	}
+	return float64(st[0])
+}
+
+// assignSlow is assign in float64 for the grids whose step or its inverse
+// is 0 or not finite (every level then is qoff; an infinite step gives an
+// infinite error).
+func (k *kLayout) assignSlow(x, w []float32, e, off float32, q []uint8, st *gridSums) float64 {
 	w = w[:len(x)]
 	qoff := int32(k.qoff)
 	var err float64
 	if e == 0 || !finite32(e) {
 		r := float64(-off)
 		for i, v := range x {
-			q[i] = uint8(qoff)
+			if q != nil {
+				q[i] = uint8(qoff)
+			}
 			d := r - float64(v)
 			err += float64(w[i]) * d * d
 		}
+		*st = gridSums{float32(err)}
 		if !finite32(e) {
 			return math.Inf(1)
 		}
 		return err
 	}
 	ie := 1 / float64(e)
+	var sl, sl2, slx float64
 	for i, v := range x {
 		l := roundClamp((float64(v)+float64(off))*ie, -qoff, int32(k.qmax)-qoff)
-		q[i] = uint8(l + qoff)
+		if q != nil {
+			q[i] = uint8(l + qoff)
+		}
 		r := float64(float32(e*float32(l)) - off)
 		d := r - float64(v)
-		err += float64(w[i]) * d * d
+		wi := float64(w[i])
+		err += wi * d * d
+		sl += wi * float64(l)
+		sl2 += wi * float64(l) * float64(l)
+		slx += wi * float64(l) * float64(v)
 	}
+	*st = gridSums{float32(err), float32(sl), float32(sl2), float32(slx)}
 	return err
 }
 
-// assignAll assigns every sub-block of p, fills o.subErr and returns the
-// total error.
+// assignAll assigns every sub-block of p, fills o.subErr and o.subSt and
+// returns the total error.
 func (o *optimizer) assignAll(p *kParams, x, w []float32) float64 {
 	k := o.k
 	var total float64
 	for j := 0; j < k.nsub(); j++ {
 		lo, hi := j*k.sub, (j+1)*k.sub
 		e, off := p.grid(j)
-		o.subErr[j] = k.assign(x[lo:hi], w[lo:hi], e, off, p.q[lo:hi])
+		o.subErr[j] = o.assign(x[lo:hi], w[lo:hi], e, off, p.q[lo:hi], &o.subSt[j])
 		total += o.subErr[j]
 	}
 	return total
@@ -91,7 +123,7 @@ func (o *optimizer) fitK(p *kParams, x, w []float32) {
 	for j := 0; j < n; j++ {
 		xs, ws := x[j*k.sub:(j+1)*k.sub], w[j*k.sub:(j+1)*k.sub]
 		if k.mMax > 0 {
-			o.fs[j], o.fm[j], o.fsw[j], o.fmw[j] = asymFit(xs, ws, k.qmax, o.lv, o.lb)
+			o.fs[j], o.fm[j], o.fsw[j], o.fmw[j] = asymFit(xs, ws, k.qmax, o.gl[:k.sub])
 			continue
 		}
 		lo, hi := int32(-k.qoff), int32(k.qmax-k.qoff)
@@ -132,34 +164,26 @@ func (o *optimizer) fitK(p *kParams, x, w []float32) {
 // asymFit fits x ≈ s·q − m with q in [0, qmax], s ≥ 0, m ≥ 0, minimising
 // Σ w·(x − x̂)²: 41 candidate inverse scales (qmax−1 … qmax+1)/(max−min),
 // each with a least-squares (s, m) for its levels, then Lloyd steps on the
-// best. It returns s and m and the weights for step 2 (Σ w·q², Σ w).
-func asymFit(x, w []float32, qmax int, cur, best []int32) (s, m, sw, mw float32) {
+// best. It returns s and m and the weights for step 2 (Σ w·q², Σ w). L is
+// scratch (len(x) levels); the levels' sums come from gridStats.
+func asymFit(x, w []float32, qmax int, L []int32) (s, m, sw, mw float32) {
 	lo, hi := x[0], x[0]
-	var sumW float64
+	var sumW, sx, sxx float64
 	for i, v := range x {
 		lo, hi = min(lo, v), max(hi, v)
-		sumW += float64(w[i])
+		wi := float64(w[i])
+		sumW += wi
+		sx += wi * float64(v)
+		sxx += wi * float64(v) * float64(v)
 	}
 	lo = min(lo, 0)
 	if hi == lo {
 		return 0, -lo, 0, float32(sumW)
 	}
-	fq := int32(qmax)
-	var sxx float64
-	for i, v := range x {
-		sxx += float64(w[i]) * float64(v) * float64(v)
-	}
-	// fit returns the least-squares (s, m) for the levels L and its error,
-	// from the weighted sums alone.
-	fit := func(L []int32) (s, m, e float64, ok bool) {
-		var sq, sq2, sx, sqx float64
-		for i, v := range x {
-			wi, l := float64(w[i]), float64(L[i])
-			sq += wi * l
-			sq2 += wi * l * l
-			sx += wi * float64(v)
-			sqx += wi * l * float64(v)
-		}
+	// fit returns the least-squares (s, m) for the levels of the sums g
+	// and its error, from the weighted sums alone.
+	fit := func(g *gridSums) (s, m, e float64, ok bool) {
+		sq, sq2, sqx := float64(g[1]), float64(g[2]), float64(g[3])
 		det := sq2*sumW - sq*sq
 		if !(det > 0) {
 			return 0, 0, 0, false
@@ -177,49 +201,54 @@ func asymFit(x, w []float32, qmax int, cur, best []int32) (s, m, sw, mw float32)
 		return s, -b, max(e, 0), true
 	}
 	bestE := math.Inf(1)
-	var bs, bm float64
+	var bs, bm, bq2 float64
 	rng := float64(hi) - float64(lo)
+	c := gridParams{off: -lo, bias: 0.5, qmax: float32(qmax)}
+	var g gridSums
 	for is := 0; is <= 40; is++ {
-		iscale := (float64(qmax) - 1 + 0.05*float64(is)) / rng
-		for i, v := range x {
-			cur[i] = roundClamp((float64(v)-float64(lo))*iscale, 0, fq)
-		}
-		if s, m, e, ok := fit(cur); ok && e < bestE {
-			bestE, bs, bm = e, s, m
-			copy(best, cur[:len(x)])
+		c.ie = float32((float64(qmax) - 1 + 0.05*float64(is)) / rng)
+		gridStats(x, w, &c, &g, L)
+		if s, m, e, ok := fit(&g); ok && e < bestE {
+			bestE, bs, bm, bq2 = e, s, m, float64(g[2])
 		}
 	}
 	if math.IsInf(bestE, 1) {
 		return 0, -lo, 0, float32(sumW)
 	}
 	for it := 0; it < 3; it++ {
-		is := 1 / bs
-		for i, v := range x {
-			cur[i] = roundClamp((float64(v)+bm)*is, 0, fq)
+		c.off, c.ie = float32(bm), float32(1/bs)
+		if !finite32(c.off) || !finite32(c.ie) {
+			break
 		}
-		s, m, e, ok := fit(cur)
+		gridStats(x, w, &c, &g, L)
+		s, m, e, ok := fit(&g)
 		if !ok || !(e < bestE) {
 			break
 		}
-		bestE, bs, bm = e, s, m
-		copy(best, cur[:len(x)])
+		bestE, bs, bm, bq2 = e, s, m, float64(g[2])
 	}
-	var q2 float64
-	for i, l := range best[:len(x)] {
-		q2 += float64(w[i]) * float64(l) * float64(l)
-	}
-	return float32(bs), float32(bm), float32(q2), float32(sumW)
+	return float32(bs), float32(bm), float32(bq2), float32(sumW)
 }
 
 // refineK is step 3 on p (levels included); it returns the final error.
 func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 	k := o.k
 	n := k.nsub()
+	for j := 0; j < n; j++ {
+		var sw, swx float64
+		for i, v := range x[j*k.sub : (j+1)*k.sub] {
+			wi := float64(w[j*k.sub+i])
+			sw += wi
+			swx += wi * float64(v)
+		}
+		o.subW[j], o.subWX[j] = sw, swx
+	}
 	total := o.assignAll(p, x, w)
 	mr := 0
 	if k.mMax > 0 {
 		mr = 1
 	}
+	var st gridSums
 	for round := 0; round < 4; round++ {
 		improved := false
 		// Coordinate descent on the integer scales and mins.
@@ -238,7 +267,7 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 					if (ds == 0 && dm == 0) || m < 0 || m > k.mMax {
 						continue
 					}
-					e := k.assign(xs, ws, float32(p.d*float32(s)), float32(p.dmin*float32(m)), o.qtmp[:k.sub])
+					e := o.assign(xs, ws, float32(p.d*float32(s)), float32(p.dmin*float32(m)), nil, &st)
 					if e < bestE {
 						bestS, bestM, bestE = s, m, e
 					}
@@ -247,7 +276,7 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 			if bestS != s0 || bestM != m0 {
 				p.S[j], p.M[j] = bestS, bestM
 				e, off := p.grid(j)
-				o.subErr[j] = k.assign(xs, ws, e, off, p.q[lo:hi])
+				o.subErr[j] = o.assign(xs, ws, e, off, p.q[lo:hi], &o.subSt[j])
 				improved = true
 			}
 		}
@@ -256,16 +285,16 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 			total += o.subErr[j]
 		}
 		// Least-squares refit of the super-block scales.
-		if d, dmin, ok := o.refitSuper(p, x, w); ok && (d != p.d || dmin != p.dmin) {
+		if d, dmin, ok := o.refitSuper(p); ok && (d != p.d || dmin != p.dmin) {
 			save := *p
-			saveErr := o.subErr
+			saveErr, saveSt := o.subErr, o.subSt
 			p.d, p.dmin = d, dmin
 			if e := o.assignAll(p, x, w); e < total {
 				total = e
 				improved = true
 			} else {
 				*p = save
-				o.subErr = saveErr
+				o.subErr, o.subSt = saveErr, saveSt
 			}
 		}
 		if !improved {
@@ -277,20 +306,20 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 
 // refitSuper solves for the (d, dmin) that minimise the error with the
 // integer scales, mins and levels of p fixed: x ≈ d·a − dmin·b with
-// a = S_j·(q − qoff), b = M_j. Both are rounded to fp16.
-func (o *optimizer) refitSuper(p *kParams, x, w []float32) (float32, float32, bool) {
+// a = S_j·(q − qoff), b = M_j. The normal equations come from the
+// sub-blocks' sums of their last assignment (o.subSt) and Σ w, Σ w·x
+// (o.subW, o.subWX). Both are rounded to fp16.
+func (o *optimizer) refitSuper(p *kParams) (float32, float32, bool) {
 	k := o.k
 	var saa, sab, sbb, sax, sbx float64
-	for i, v := range x {
-		j := i / k.sub
-		a := float64(p.S[j]) * float64(int(p.q[i])-k.qoff)
-		b := -float64(p.M[j])
-		wi, xv := float64(w[i]), float64(v)
-		saa += wi * a * a
-		sab += wi * a * b
-		sbb += wi * b * b
-		sax += wi * a * xv
-		sbx += wi * b * xv
+	for j := 0; j < k.nsub(); j++ {
+		S, M := float64(p.S[j]), float64(p.M[j])
+		st := &o.subSt[j]
+		saa += S * S * float64(st[2])
+		sab -= S * M * float64(st[1])
+		sbb += M * M * o.subW[j]
+		sax += S * float64(st[3])
+		sbx -= M * o.subWX[j]
 	}
 	if k.mMax == 0 || sbb == 0 {
 		if !(saa > 0) {

@@ -16,7 +16,7 @@ import (
 // CodecVersion changes whenever the bytes a recipe produces for the same
 // input change; it is part of every shard key, so old shards are never
 // reused for new code.
-const CodecVersion = "adaptq-codec-3"
+const CodecVersion = "adaptq-codec-4"
 
 // Rotation says how the residual stream is rotated before quantization.
 type Rotation struct {
