@@ -51,6 +51,10 @@ type Recipe struct {
 	// Roles overrides the type by role name (model.Role.String()), over a
 	// preset too.
 	Roles map[string]quant.Type `json:"roles,omitempty"`
+	// Tensors overrides the type by llama.cpp tensor name ("blk.3.attn_v.weight",
+	// "token_embd.weight"), over Roles and a preset: a budget's allocation
+	// (package budget). A shard's key includes only its own tensors' entries.
+	Tensors map[string]quant.Type `json:"tensors,omitempty"`
 	// Optimized uses the error-minimising quantizers (same byte layouts).
 	Optimized bool `json:"optimized,omitempty"`
 	// BitNet quantizes the ternary tensors as BitNet b1.58 does: one
@@ -120,6 +124,13 @@ func (r Recipe) typeFor(cfg *model.Config, s Slot, imatrix bool) quant.Type {
 	if s.Bias || s.Role.IsNorm() {
 		return quant.F32
 	}
+	if len(r.Tensors) > 0 {
+		if name, err := gguf.TensorName(s.Role, s.Layer, s.Bias); err == nil {
+			if t, ok := r.Tensors[name]; ok {
+				return t
+			}
+		}
+	}
 	if t, ok := r.Roles[s.Role.String()]; ok {
 		return t
 	}
@@ -185,6 +196,11 @@ func (r Recipe) Validate() error {
 			if !t.Valid() {
 				return fmt.Errorf("recipe %q: invalid type %d", r.Name, uint32(t))
 			}
+		}
+	}
+	for name, t := range r.Tensors {
+		if !t.Valid() {
+			return fmt.Errorf("recipe %q: tensor %s: invalid type %d", r.Name, name, uint32(t))
 		}
 	}
 	for role, t := range r.Roles {
@@ -266,10 +282,39 @@ func sourceID(ck *model.Checkpoint) string {
 // harmless and a retry can reuse a finished shard.
 func (p *Plan) Key(s Shard, r Recipe) string {
 	h := sha256.New()
+	r.Tensors = shardTensors(s, r.Tensors)
 	rj, _ := json.Marshal(r)
 	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", CodecVersion, p.SourceID, rj, s.Name)
 	for _, t := range s.Tensors {
 		fmt.Fprintf(h, "%s\n", t)
 	}
 	return fmt.Sprintf("shards/%s-%s.adqs", s.Name, hex.EncodeToString(h.Sum(nil))[:24])
+}
+
+// shardTensors keeps the per-tensor types of the tensors shard s writes
+// (by the layer in their llama.cpp names), so that changing one tensor's
+// type changes only its own shard's key.
+func shardTensors(s Shard, types map[string]quant.Type) map[string]quant.Type {
+	if len(types) == 0 {
+		return nil
+	}
+	var prefix []string
+	switch {
+	case s.Layer >= 0:
+		prefix = []string{fmt.Sprintf("blk.%d.", s.Layer)}
+	case s.Name == "embed":
+		prefix = []string{"token_embd."}
+	default:
+		// the head: the final norm and lm_head
+		prefix = []string{"output.", "output_norm."}
+	}
+	out := map[string]quant.Type{}
+	for name, t := range types {
+		for _, p := range prefix {
+			if strings.HasPrefix(name, p) {
+				out[name] = t
+			}
+		}
+	}
+	return out
 }

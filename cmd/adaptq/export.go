@@ -18,6 +18,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlags("export", "--model <location> --type <recipe> [--rotate hadamard --seed 1 [--heads]] [--optimized] [--compress] --out <location>", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
 	rf := addRecipeFlags(fs, "type")
+	bf := addBudgetFlags(fs)
 	out := fs.String("out", "", "output location: shard objects, plan.json, model.gguf, manifest.parquet")
 	verbose := fs.Bool("v", false, "print every tensor's type, bits per weight and error")
 	pos, err := parseInterleaved(fs, args)
@@ -33,6 +34,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return describe(err, names, "", "")
 	}
+	g, budgeted, err := bf.goal()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	ck, err := (&activities.Activities{}).Check(ctx, activities.PlanInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: r})
 	if err != nil {
@@ -43,12 +48,24 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	bar := progress.New(stderr, "shards", int64(ck.Config.NumLayers+2), false)
-	sum, recs, err := export.Run(ctx, ck, dst, r, export.Events{ShardDone: func(rec export.ShardRecord, done, total int) { bar.Set(int64(done)) }})
-	if err != nil {
+	run := func(r shards.Recipe) (*export.Summary, []export.ShardRecord, error) {
+		bar := progress.New(stderr, "shards", int64(ck.Config.NumLayers+2), false)
+		sum, recs, err := export.Run(ctx, ck, dst, r, export.Events{ShardDone: func(rec export.ShardRecord, done, total int) { bar.Set(int64(done)) }})
+		if err == nil {
+			bar.Done()
+		}
+		return sum, recs, err
+	}
+	var sum *export.Summary
+	var recs []export.ShardRecord
+	var brec *budgetRecord
+	if budgeted {
+		if r, sum, recs, brec, err = exportBudget(ctx, ck, dst, r, bf, g, run, stderr); err != nil {
+			return err
+		}
+	} else if sum, recs, err = run(r); err != nil {
 		return err
 	}
-	bar.Done()
 	elapsed := time.Since(start)
 	if *verbose {
 		printShards(stdout, recs)
@@ -61,6 +78,10 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "ratio        %.2fx smaller than the source tensors\n", sum.Ratio)
 	fmt.Fprintf(stdout, "gguf         %s/%s (%s, sha256 %s)\n", dst.Location(), sum.GGUFKey, progress.FormatBytes(sum.GGUFSize), sum.GGUFSHA256)
 	fmt.Fprintf(stdout, "manifest     %s/%s\n", dst.Location(), sum.ManifestKey)
+	if brec != nil {
+		printBudget(stdout, brec, sum.BitsPerWeight)
+		fmt.Fprintf(stdout, "plan file    %s/%s\n", dst.Location(), budgetKey)
+	}
 	fmt.Fprintf(stdout, "time         %.2fs\n", elapsed.Seconds())
 	return nil
 }
