@@ -108,8 +108,13 @@ type PlanInput struct {
 	Recipe shards.Recipe `json:"recipe"`
 	// Evaluation is the text the run will be evaluated on, if any.
 	Evaluation *TextInput `json:"evaluation,omitempty"`
-	// Imatrix is the location of an importance-matrix file, if any.
+	// Imatrix is the location of an importance-matrix file, if any: it is
+	// read and checked against the model and the recipe's rotation.
 	Imatrix string `json:"imatrix,omitempty"`
+	// Calibration is the text an importance matrix will be collected on
+	// (CalibrateModel), if any: it is checked like the evaluation text,
+	// with llama.cpp-protocol windows of its Ctx (default 512).
+	Calibration *TextInput `json:"calibration,omitempty"`
 }
 
 // PlanOutput is what PlanModel returns: the plan's key and shape.
@@ -121,13 +126,16 @@ type PlanOutput struct {
 	Layers      int      `json:"layers"`
 	Parameters  int64    `json:"parameters"`
 	SourceBytes int64    `json:"source_bytes"`
+	// ImatrixSHA256 is the SHA-256 of the importance matrix's bytes when
+	// the input names one: the shards' recipe carries it (and their keys).
+	ImatrixSHA256 string `json:"imatrix_sha256,omitempty"`
 }
 
 // PlanModel checks every input of the run (Check: bad input is a
 // non-retryable BadInput error carrying the Problem; a store fault is
 // retried), splits the model into shards and writes the plan object.
 func (a *Activities) PlanModel(ctx context.Context, in PlanInput) (PlanOutput, error) {
-	ck, err := a.Check(ctx, in)
+	ck, sha, err := a.check(ctx, in)
 	if err != nil {
 		return PlanOutput{}, badInput(err)
 	}
@@ -141,7 +149,7 @@ func (a *Activities) PlanModel(ctx context.Context, in PlanInput) (PlanOutput, e
 		return PlanOutput{}, err
 	}
 	po := PlanOutput{PlanKey: key, SourceID: p.SourceID, ModelType: ck.Config.ModelType, Layers: ck.Config.NumLayers,
-		Parameters: ck.NumParams(), SourceBytes: ck.SizeOnDisk()}
+		Parameters: ck.NumParams(), SourceBytes: ck.SizeOnDisk(), ImatrixSHA256: sha}
 	for _, s := range p.Shards {
 		po.Shards = append(po.Shards, s.Name)
 	}
@@ -210,8 +218,12 @@ func (a *Activities) QuantizeShard(ctx context.Context, in ShardInput) (export.S
 		msg := fmt.Sprintf("test fault (%s=%s): shard %s fails until an operator retries it", TestFaultEnv, a.FailShard, s.Name)
 		return export.ShardRecord{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeTestFault, nil)
 	}
+	imp, err := a.importance(ctx, in.Recipe.Imatrix)
+	if err != nil {
+		return export.ShardRecord{}, badInput(err)
+	}
 	activity.RecordHeartbeat(ctx, ShardProgress{Shard: s.Name, Tensors: len(s.Tensors)})
-	rec, err := export.WriteShard(ctx, ck, out, p, s, in.Recipe, func(tensor string, done, total int) {
+	rec, err := export.WriteShardWeighted(ctx, ck, out, p, s, in.Recipe, imp, func(tensor string, done, total int) {
 		activity.RecordHeartbeat(ctx, ShardProgress{Shard: s.Name, TensorsDone: done, Tensors: total})
 	})
 	if err != nil {
@@ -279,3 +291,37 @@ func (a *Activities) MarkIncomplete(ctx context.Context, output, reason string) 
 
 // IncompleteKey marks an output whose run did not finish.
 const IncompleteKey = "INCOMPLETE"
+
+// importance reads the importance matrix a shard's recipe names (nil for
+// none) and makes sure it is the one that was planned: its bytes have the
+// recipe's SHA-256, which PlanModel computed when it checked the file.
+func (a *Activities) importance(ctx context.Context, ref *shards.IMatrixRef) (shards.Importance, error) {
+	if ref == nil {
+		return nil, nil
+	}
+	dir, key, err := store.SplitObject(ref.Location)
+	if err != nil {
+		return nil, problem(FieldImatrix, ref.Location, err.Error(), "give {imatrix} "+imatrixKind, err)
+	}
+	s, err := a.open(dir)
+	if err != nil {
+		return nil, problem(FieldImatrix, ref.Location, err.Error(), "give {imatrix} "+imatrixKind, err)
+	}
+	im, sha, err := export.ReadIMatrix(ctx, s, key)
+	if err != nil {
+		var bad *export.IMatrixError
+		if errors.As(err, &bad) {
+			return nil, problem(FieldImatrix, ref.Location, "not a usable importance matrix: "+bad.Err.Error(), "give {imatrix} "+imatrixKind, err)
+		}
+		return nil, err
+	}
+	if sha != ref.SHA256 {
+		return nil, problem(FieldImatrix, ref.Location, fmt.Sprintf("changed since the run was planned (SHA-256 %s, planned %s)", sha, ref.SHA256),
+			"leave the importance matrix alone while a run uses it, or start a new run", nil)
+	}
+	imp, err := shards.ImportanceOf(im)
+	if err != nil {
+		return nil, problem(FieldImatrix, ref.Location, err.Error(), "give {imatrix} "+imatrixKind, err)
+	}
+	return imp, nil
+}

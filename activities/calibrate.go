@@ -103,13 +103,9 @@ func (a *Activities) readWindows(ctx context.Context, out store.Store, idsKey st
 	return wins, nil
 }
 
-// rotationID names a rotation in keys and in the imatrix metadata.
-func rotationID(r shards.Rotation) string {
-	if !r.Enabled() {
-		return "none"
-	}
-	return fmt.Sprintf("hadamard seed=%d heads=%v", r.Seed, r.Heads)
-}
+// rotationID names a rotation in keys and in the imatrix metadata
+// (shards.Rotation.ID).
+func rotationID(r shards.Rotation) string { return r.ID() }
 
 // CalibAggregateInput is the input of AggregateCalib.
 type CalibAggregateInput struct {
@@ -132,7 +128,7 @@ type CalibResult struct {
 
 // KeyIMatrixRotation is the imatrix metadata key saying in which basis the
 // activations were collected ("none", or the rotation and its seed).
-const KeyIMatrixRotation = "adaptq.rotation"
+const KeyIMatrixRotation = shards.KeyIMatrixRotation
 
 // AggregateCalib merges the stored sums of every chunk (exactly: the result
 // does not depend on the chunking) and writes imatrix.gguf in llama.cpp's

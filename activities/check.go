@@ -16,6 +16,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/shards"
@@ -38,12 +39,18 @@ const (
 	FieldEvalCtx       = "evaluation.ctx"
 	FieldEvalProtocol  = "evaluation.protocol"
 	FieldImatrix       = "imatrix"
+	FieldCalibText     = "calibration.text"
+	FieldCalibCtx      = "calibration.ctx"
 	credentialsTimeout = 10 * time.Second
 )
 
+// DefaultCalibCtx is the calibration window length when the input gives
+// none (llama-imatrix's default chunk).
+const DefaultCalibCtx = 512
+
 // fields are the names a Problem's What and Fix may refer to as {name}.
 var fields = []string{FieldModel, FieldOutput, FieldRecipe, FieldRotation, FieldHeads,
-	FieldEvalText, FieldEvalCtx, FieldEvalProtocol, FieldImatrix}
+	FieldEvalText, FieldEvalCtx, FieldEvalProtocol, FieldImatrix, FieldCalibText, FieldCalibCtx}
 
 // Problem is bad input found before a run starts: which input field is at
 // fault, the file or object at fault when there is one, what is wrong and
@@ -151,8 +158,35 @@ type TextInput struct {
 // same checks. Bad input is a *Problem; any other error is a fault of a
 // store, which a retry may cure. It returns the opened checkpoint.
 func (a *Activities) Check(ctx context.Context, in PlanInput) (*model.Checkpoint, error) {
+	ck, _, err := a.check(ctx, in)
+	return ck, err
+}
+
+// check is Check; it also returns the SHA-256 of the importance matrix's
+// bytes ("" without one).
+func (a *Activities) check(ctx context.Context, in PlanInput) (*model.Checkpoint, string, error) {
+	ck, err := a.checkInputs(ctx, in)
+	if err != nil || in.Imatrix == "" {
+		return ck, "", err
+	}
+	sha, err := a.checkIMatrix(ctx, ck, in.Recipe, in.Imatrix)
+	if err != nil {
+		return nil, "", err
+	}
+	return ck, sha, nil
+}
+
+// checkInputs is everything Check does but parse the importance matrix.
+func (a *Activities) checkInputs(ctx context.Context, in PlanInput) (*model.Checkpoint, error) {
 	if err := checkRecipe(in.Recipe); err != nil {
 		return nil, err
+	}
+	var cal TextInput
+	if in.Calibration != nil {
+		var err error
+		if cal, err = calibSpec(*in.Calibration, in.Imatrix, in.Evaluation); err != nil {
+			return nil, err
+		}
 	}
 	var ev TextInput
 	if in.Evaluation != nil {
@@ -182,8 +216,13 @@ func (a *Activities) Check(ctx context.Context, in PlanInput) (*model.Checkpoint
 			return nil, err
 		}
 	}
+	if in.Calibration != nil {
+		if err := a.checkText(ctx, FieldCalibText, FieldCalibCtx, cal, tok, store.Describe(src, model.TokenizerFile)); err != nil {
+			return nil, err
+		}
+	}
 	if in.Imatrix != "" {
-		if _, _, err := a.checkFile(ctx, FieldImatrix, in.Imatrix, "an importance-matrix file (llama-imatrix writes one)"); err != nil {
+		if _, _, err := a.checkFile(ctx, FieldImatrix, in.Imatrix, imatrixKind); err != nil {
 			return nil, err
 		}
 	}
@@ -191,6 +230,57 @@ func (a *Activities) Check(ctx context.Context, in PlanInput) (*model.Checkpoint
 		return nil, err
 	}
 	return ck, nil
+}
+
+const imatrixKind = "an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)"
+
+// calibSpec checks the calibration options before anything is read and
+// fills in the defaults: a text, a window of at least 4 tokens, not with
+// an importance matrix as well, and not the evaluation text.
+func calibSpec(c TextInput, imatrix string, ev *TextInput) (TextInput, error) {
+	if c.Text == "" {
+		return c, problem(FieldCalibText, "", "not given, but the calibration options ask for a calibration",
+			"give {calibration.text} a text file, or drop {calibration.ctx}", nil)
+	}
+	if imatrix != "" {
+		return c, problem(FieldImatrix, "", "given together with {calibration.text}: the run would have two importance matrices",
+			"give one: {imatrix} to use a file, {calibration.text} to collect one", nil)
+	}
+	if ev != nil && ev.Text == c.Text {
+		return c, problem(FieldCalibText, c.Text, "is also the evaluation text: an importance collected on the text the model is measured on flatters it",
+			"give {calibration.text} a text disjoint from {evaluation.text}", nil)
+	}
+	c.Protocol = string(infer.ProtocolLlamaCpp)
+	if c.Ctx == 0 {
+		c.Ctx = DefaultCalibCtx
+	}
+	if c.Ctx < 4 {
+		return c, problem(FieldCalibCtx, "", fmt.Sprintf("window length %d is too small", c.Ctx), "give a length of at least 4 (512 is usual)", nil)
+	}
+	return c, nil
+}
+
+// checkIMatrix reads and parses the importance matrix at loc and checks it
+// against the model and the recipe (shards.Plan.CheckIMatrix: its weights,
+// columns, values and rotation); it returns the SHA-256 of its bytes.
+func (a *Activities) checkIMatrix(ctx context.Context, ck *model.Checkpoint, r shards.Recipe, loc string) (string, error) {
+	s, key, err := a.checkFile(ctx, FieldImatrix, loc, imatrixKind)
+	if err != nil {
+		return "", err
+	}
+	im, sha, err := export.ReadIMatrix(ctx, s, key)
+	if err != nil {
+		var bad *export.IMatrixError
+		if errors.As(err, &bad) {
+			return "", problem(FieldImatrix, loc, "not a usable importance matrix: "+bad.Err.Error(), "give {imatrix} "+imatrixKind, err)
+		}
+		return "", refusal(FieldImatrix, loc, err, "give {imatrix} "+imatrixKind)
+	}
+	if err := shards.MakePlan(ck).CheckIMatrix(ck, r, im); err != nil {
+		return "", problem(FieldImatrix, loc, "does not fit the model: "+err.Error(),
+			"give {imatrix} a matrix collected on this model (`adaptq calibrate` with the recipe's rotation)", err)
+	}
+	return sha, nil
 }
 
 // checkRecipe checks a built recipe's options together.

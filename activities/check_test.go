@@ -3,8 +3,12 @@ package activities
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,8 +18,10 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/ohms-project/adaptq/gguf"
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/internal/testenv"
+	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 	"github.com/ohms-project/adaptq/tokenizer"
@@ -128,7 +134,7 @@ func TestCheckProblems(t *testing.T) {
 		{"no tokenizer", PlanInput{Model: noTok, Output: dir, Recipe: q4k(t)}, FieldModel,
 			noTok + "/tokenizer.json: not found (the GGUF file embeds the model's tokenizer); put the checkpoint's tokenizer.json beside its config.json"},
 		{"imatrix is a folder", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Imatrix: dir}, FieldImatrix,
-			dir + ": is a folder, not a file; give imatrix an importance-matrix file (llama-imatrix writes one)"},
+			dir + ": is a folder, not a file; give imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := (&Activities{}).Check(ctx, tc.in)
@@ -279,4 +285,114 @@ func FuzzNotText(f *testing.F) {
 			t.Fatalf("notText(%q) = %d: the bytes before are not text either", b, i)
 		}
 	})
+}
+
+// writeIMatrix writes an importance matrix for every weight of the
+// fixture (ones, 8 tokens), edited by edit, and returns its path.
+func writeIMatrix(t *testing.T, dir, name string, r shards.Recipe, edit func(*gguf.IMatrix)) string {
+	t.Helper()
+	ctx := context.Background()
+	st, _ := store.NewLocal(fixtureModel)
+	ck, err := model.Open(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, _, err := shards.MakePlan(ck).IMatrixWeights(ck, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := &gguf.IMatrix{Datasets: []string{"t"}, ChunkCount: 1, ChunkSize: 8, Entries: map[string]*gguf.IMatrixEntry{},
+		Extra: gguf.Metadata{{Key: KeyIMatrixRotation, Value: r.Rotation.ID()}}}
+	for n, c := range cols {
+		e := &gguf.IMatrixEntry{Cols: c, Mats: 1, Sum2: make([]float32, c), Counts: []float32{8}}
+		for i := range e.Sum2 {
+			e.Sum2[i] = float32(i%3 + 1)
+		}
+		im.Entries[n] = e
+	}
+	if edit != nil {
+		edit(im)
+	}
+	var buf bytes.Buffer
+	if err := gguf.WriteIMatrix(&buf, im); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestCheckIMatrixFile: PlanModel reads the importance matrix, checks it
+// against the model and the rotation and returns its SHA-256; each bad
+// file is a Problem naming the file and the weight, before any shard.
+func TestCheckIMatrixFile(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	model := abs(t, fixtureModel)
+	text := abs(t, fixtureText)
+	good := writeIMatrix(t, dir, "good.gguf", q4k(t), nil)
+	body, _ := os.ReadFile(good)
+	sum := sha256.Sum256(body)
+	po, err := (&Activities{}).PlanModel(ctx, PlanInput{Model: model, Output: t.TempDir(), Recipe: q4k(t), Imatrix: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if po.ImatrixSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("PlanModel's imatrix SHA-256 %q, the file's %x", po.ImatrixSHA256, sum)
+	}
+	truncated := filepath.Join(dir, "truncated.gguf")
+	os.WriteFile(truncated, body[:len(body)/2], 0o644)
+	// WriteIMatrix refuses NaN: write a marker value and patch its bytes.
+	const marker = 12345.678
+	nan := writeIMatrix(t, dir, "nan.gguf", q4k(t), func(im *gguf.IMatrix) { im.Entries["blk.2.ffn_down.weight"].Sum2[3] = marker })
+	nb, _ := os.ReadFile(nan)
+	var mk, nanBits [4]byte
+	binary.LittleEndian.PutUint32(mk[:], math.Float32bits(marker))
+	binary.LittleEndian.PutUint32(nanBits[:], math.Float32bits(float32(math.NaN())))
+	if bytes.Count(nb, mk[:]) != 1 {
+		t.Fatal("marker not found once")
+	}
+	os.WriteFile(nan, bytes.Replace(nb, mk[:], nanBits[:], 1), 0o644)
+	missing := writeIMatrix(t, dir, "missing.gguf", q4k(t), func(im *gguf.IMatrix) { delete(im.Entries, "blk.4.attn_v.weight") })
+	rot := q4k(t)
+	rot.Rotation = shards.Rotation{Kind: "hadamard", Seed: 2}
+	rotated := writeIMatrix(t, dir, "rotated.gguf", rot, nil)
+	short := filepath.Join(dir, "short.txt")
+	os.WriteFile(short, []byte("Once upon a time."), 0o644)
+	for _, tc := range []struct {
+		name  string
+		in    PlanInput
+		field string
+		line  string
+	}{
+		{"truncated", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Imatrix: truncated}, FieldImatrix,
+			truncated + ": not a usable importance matrix: imatrix: "},
+		{"NaN", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Imatrix: nan}, FieldImatrix,
+			nan + `: not a usable importance matrix: imatrix entry "blk.2.ffn_down.weight": Σx² of column 3 is NaN`},
+		{"missing weight", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Imatrix: missing}, FieldImatrix,
+			missing + `: does not fit the model: imatrix has no entry for weight "blk.4.attn_v.weight"`},
+		{"rotated matrix", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Imatrix: rotated}, FieldImatrix,
+			rotated + ": does not fit the model: collected on a rotated model (hadamard seed=2 heads=false), but the recipe does not rotate"},
+		{"unrotated matrix", PlanInput{Model: model, Output: dir, Recipe: rot, Imatrix: good}, FieldImatrix,
+			good + `: does not fit the model: collected on the rotation "none", but the recipe rotates with "hadamard seed=2 heads=false"`},
+		{"calibration and imatrix", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Imatrix: good, Calibration: &TextInput{Text: text}}, FieldImatrix,
+			"imatrix: given together with calibration.text: the run would have two importance matrices"},
+		{"calibration on the evaluation text", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Calibration: &TextInput{Text: text},
+			Evaluation: &TextInput{Text: text}}, FieldCalibText, text + ": is also the evaluation text"},
+		{"calibration text too short", PlanInput{Model: model, Output: dir, Recipe: q4k(t), Calibration: &TextInput{Text: short, Ctx: 64}}, FieldCalibText,
+			short + ": 5 tokens, less than one window of 64 (protocol llama.cpp needs 63); give a longer text or a smaller calibration.ctx"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := (&Activities{}).PlanModel(ctx, tc.in)
+			p, ok := ProblemOf(err)
+			if !ok {
+				t.Fatalf("want a Problem, got %v", err)
+			}
+			if p.Field != tc.field || !strings.HasPrefix(p.Error(), tc.line) {
+				t.Errorf("field %q, line\n%q\nwant field %q and a line starting\n%q", p.Field, p.Error(), tc.field, tc.line)
+			}
+		})
+	}
 }

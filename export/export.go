@@ -91,11 +91,17 @@ func resultKey(objectKey string) string { return strings.TrimSuffix(objectKey, "
 // created once: when both already exist (a retry, or a rerun with the same
 // inputs) the finished shard is reused after its checksum is verified.
 func WriteShard(ctx context.Context, ck *model.Checkpoint, out store.Store, p *shards.Plan, s shards.Shard, r shards.Recipe, progress shards.Progress) (ShardRecord, error) {
+	return WriteShardWeighted(ctx, ck, out, p, s, r, nil, progress)
+}
+
+// WriteShardWeighted is WriteShard with the importance of the recipe's
+// importance matrix (r.Imatrix; see shards.QuantizeWeighted).
+func WriteShardWeighted(ctx context.Context, ck *model.Checkpoint, out store.Store, p *shards.Plan, s shards.Shard, r shards.Recipe, imp shards.Importance, progress shards.Progress) (ShardRecord, error) {
 	key := p.Key(s, r)
 	if rec, err := finishedShard(ctx, out, s, key); err == nil {
 		return rec, nil
 	}
-	o, err := shards.Quantize(ctx, ck, s, r, progress)
+	o, err := shards.QuantizeWeighted(ctx, ck, s, r, imp, progress)
 	if err != nil {
 		return ShardRecord{}, err
 	}

@@ -64,6 +64,10 @@ type Recipe struct {
 	Rotation Rotation `json:"rotation"`
 	// Compress stores shard payloads zstd-compressed.
 	Compress bool `json:"compress,omitempty"`
+	// Imatrix is the importance matrix the quantizers weight each column's
+	// error with (nil: none). With one, the presets choose their types as
+	// llama-quantize does with --imatrix (has_imatrix).
+	Imatrix *IMatrixRef `json:"imatrix,omitempty"`
 }
 
 // uniformPrefix names the one-type recipes: "uniform-q4_k".
@@ -115,7 +119,7 @@ func NamedRecipe(name string) (Recipe, error) {
 // TypeFor is the type a recipe requests for a tensor of a model with config
 // cfg (before fallbacks; see OutputType).
 func (r Recipe) TypeFor(cfg *model.Config, s Slot) quant.Type {
-	return r.typeFor(cfg, s, false)
+	return r.typeFor(cfg, s, r.Imatrix != nil)
 }
 
 // typeFor is TypeFor with llama.cpp's has_imatrix: whether an importance
@@ -278,11 +282,15 @@ func sourceID(ck *model.Checkpoint) string {
 
 // Key is the object key of a shard's output. It is derived from everything
 // that determines the bytes (source fingerprint, the shard's tensors, the
-// recipe, the rotation seed, the codec version), so writing it twice is
-// harmless and a retry can reuse a finished shard.
+// recipe, the rotation seed, the importance matrix's SHA-256 but not its
+// location, the codec version), so writing it twice is harmless and a
+// retry can reuse a finished shard.
 func (p *Plan) Key(s Shard, r Recipe) string {
 	h := sha256.New()
 	r.Tensors = shardTensors(s, r.Tensors)
+	if r.Imatrix != nil {
+		r.Imatrix = &IMatrixRef{SHA256: r.Imatrix.SHA256}
+	}
 	rj, _ := json.Marshal(r)
 	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n", CodecVersion, p.SourceID, rj, s.Name)
 	for _, t := range s.Tensors {

@@ -66,8 +66,21 @@ func (e *InputError) Unwrap() error { return e.Err }
 // for llama.cpp, quantize to the recipe's type (or the first fallback that
 // fits the row length), measure the error, and encode the shard object.
 func Quantize(ctx context.Context, ck *model.Checkpoint, s Shard, r Recipe, progress Progress) (*Output, error) {
+	return QuantizeWeighted(ctx, ck, s, r, nil, progress)
+}
+
+// QuantizeWeighted is Quantize with an importance matrix: each weight with
+// an entry in imp (by GGUF name) is quantized with quant.QuantizeRefWeighted,
+// or quant.Quantize given the importance when the recipe is Optimized, as
+// llama-quantize --imatrix does; BitNet's ternary quantization ignores it.
+// A recipe that names an importance matrix (r.Imatrix) needs imp, and imp
+// needs such a recipe (its presets choose types by has_imatrix).
+func QuantizeWeighted(ctx context.Context, ck *model.Checkpoint, s Shard, r Recipe, imp Importance, progress Progress) (*Output, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
+	}
+	if (r.Imatrix != nil) != (imp != nil) {
+		return nil, fmt.Errorf("shard %s: the recipe names an importance matrix (%v) but %d weights have importance: give both or neither", s.Name, r.Imatrix != nil, len(imp))
 	}
 	jobs, err := shardJobs(ck, s, r)
 	if err != nil {
@@ -79,7 +92,7 @@ func Quantize(ctx context.Context, ck *model.Checkpoint, s Shard, r Recipe, prog
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		res, typ, data, err := j.run(ctx, ck, r, blockBytes, false)
+		res, typ, data, err := j.run(ctx, ck, r, imp, blockBytes, false)
 		if err != nil {
 			return nil, err
 		}
@@ -240,12 +253,15 @@ func (j *job) rowLocal(r Recipe) bool {
 // transform and the codec are *InputError; read errors are the store's.
 // block is the streaming block size in source bytes; whole forces the
 // whole-tensor path (tests compare the two).
-func (j *job) run(ctx context.Context, ck *model.Checkpoint, r Recipe, block int64, whole bool) (TensorResult, quant.Type, []byte, error) {
+func (j *job) run(ctx context.Context, ck *model.Checkpoint, r Recipe, imp Importance, block int64, whole bool) (TensorResult, quant.Type, []byte, error) {
 	cfg := ck.Config
 	bad := func(err error) error { return &InputError{File: j.src.File, Tensor: j.src.Name, Err: err} }
 	fail := func(err error) (TensorResult, quant.Type, []byte, error) { return TensorResult{}, 0, nil, err }
 	q, err := newTensorQuant(cfg, j, r)
 	if err != nil {
+		return fail(bad(err))
+	}
+	if q.imp, err = j.importance(imp); err != nil {
 		return fail(bad(err))
 	}
 	permute := j.permute && gguf.NeedsQKPermute(cfg)
@@ -364,6 +380,28 @@ type tensorQuant struct {
 	se, ss   float64
 	n        int64
 	trits    [3]int64
+	imp      []float32 // per-column importance, nil for none
+}
+
+// importance is the job's entry of imp: none for a bias, a norm or the
+// token embedding (a tied head included, as llama.cpp looks it up by the
+// embedding's name).
+func (j *job) importance(imp Importance) ([]float32, error) {
+	if imp == nil || j.bias || j.role.IsNorm() || j.role == model.RoleEmbed {
+		return nil, nil
+	}
+	name, err := gguf.TensorName(j.role, j.layer, false)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := imp[name]
+	if !ok {
+		return nil, nil
+	}
+	if len(v) != int(j.cols) {
+		return nil, fmt.Errorf("importance of %s has %d columns, the weight %d", name, len(v), j.cols)
+	}
+	return v, nil
 }
 
 // slot is the job as the recipe's type choice sees it.
@@ -382,7 +420,7 @@ type TensorType struct {
 // recipe, in plan order, without reading any tensor data: what Quantize
 // will write.
 func (p *Plan) Types(ck *model.Checkpoint, r Recipe) ([]TensorType, error) {
-	return p.types(ck, r, false)
+	return p.types(ck, r, r.Imatrix != nil)
 }
 
 // types is Types with llama.cpp's has_imatrix: whether an importance matrix
@@ -432,7 +470,8 @@ func newTensorQuant(cfg *model.Config, j *job, r Recipe) (*tensorQuant, error) {
 // under a BitNet recipe gets BitNet b1.58's quantization (the tensor's
 // absmean scale, quant.QuantizeBitNet); otherwise an Optimized recipe uses
 // quant.Quantize (same layout, lower error) and the others
-// quant.QuantizeRef.
+// quant.QuantizeRefWeighted (quant.QuantizeRef without an importance),
+// both given the tensor's importance if it has one.
 func (q *tensorQuant) add(first int64, vals []float32) error {
 	rows := len(vals) / q.cols
 	dst := q.data[first*int64(q.rowBytes) : (first+int64(rows))*int64(q.rowBytes)]
@@ -441,9 +480,9 @@ func (q *tensorQuant) add(first int64, vals []float32) error {
 	case q.bitnet:
 		err = quant.QuantizeBitNet(q.typ, dst, vals, q.cols, q.scale)
 	case q.r.Optimized:
-		err = quant.Quantize(q.typ, dst, vals, q.cols, nil)
+		err = quant.Quantize(q.typ, dst, vals, q.cols, q.imp)
 	default:
-		err = quant.QuantizeRef(q.typ, dst, vals, q.cols)
+		err = quant.QuantizeRefWeighted(q.typ, dst, vals, q.cols, q.imp)
 	}
 	if err != nil {
 		return err

@@ -36,11 +36,11 @@ func TestStreamedEqualsWhole(t *testing.T) {
 					if !j.rowLocal(r) {
 						continue
 					}
-					a, _, da, err := j.run(ctx, ck, r, 1, false) // one row group per block
+					a, _, da, err := j.run(ctx, ck, r, nil, 1, false) // one row group per block
 					if err != nil {
 						t.Fatal(err)
 					}
-					b, _, db, err := j.run(ctx, ck, r, 0, true)
+					b, _, db, err := j.run(ctx, ck, r, nil, 0, true)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -75,8 +75,9 @@ func (r *quantizeRun) execute(ctx workflow.Context) (*Summary, error) {
 			return r.fail(ctx, err)
 		}
 	}
-	// A calibration step (a child workflow on the evaluation queue) goes
-	// here: after the plan, before the shards that read its result.
+	if err := r.calibrate(ctx); err != nil {
+		return r.fail(ctx, err)
+	}
 	finished, err := r.quantize(ctx)
 	if err != nil {
 		return r.fail(ctx, err)
@@ -120,11 +121,50 @@ func (r *quantizeRun) plan(ctx workflow.Context) error {
 	if ev := r.in.Evaluation; ev != nil {
 		in.Evaluation = &activities.TextInput{Text: ev.Text, Ctx: ev.Ctx, Protocol: ev.Protocol}
 	}
+	if c := r.in.Calibration; c != nil {
+		in.Calibration = &activities.TextInput{Text: c.Text, Ctx: c.Ctx, Protocol: string(infer.ProtocolLlamaCpp)}
+	}
 	if err := workflow.ExecuteActivity(pctx, a.PlanModel, in).Get(ctx, &st.Plan); err != nil {
 		return err
 	}
 	st.Records = make([]export.ShardRecord, len(st.Plan.Shards))
 	r.st = st
+	return nil
+}
+
+// versionCalibrate marks the runs that know the importance-matrix step
+// (calibrate): a run that started before it keeps quantizing without one
+// when it replays.
+const versionCalibrate = "calibrate"
+
+// calibrate settles the importance matrix the shards quantize with: the
+// input's file (whose SHA-256 PlanModel computed), or the one the
+// CalibrateModel child workflow collects now, on the evaluation task
+// queue, over the model the recipe quantizes. A run continued as new
+// inherits it.
+func (r *quantizeRun) calibrate(ctx workflow.Context) error {
+	if r.st.Imatrix == nil && (r.in.Imatrix != "" || r.in.Calibration != nil) &&
+		workflow.GetVersion(ctx, versionCalibrate, workflow.DefaultVersion, 1) == 1 {
+		switch {
+		case r.in.Calibration != nil:
+			r.setPhase(ctx, PhaseCalibrate)
+			start := workflow.Now(ctx)
+			cctx := workflow.WithChildOptions(r.work, workflow.ChildWorkflowOptions{
+				WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID + "-calib",
+			})
+			var res activities.CalibResult
+			in := CalibrateInput{Model: r.in.Model, Output: r.in.Output, Rotation: r.recipe.Rotation, Spec: *r.in.Calibration}
+			if err := workflow.ExecuteChildWorkflow(cctx, CalibrateModel, in).Get(ctx, &res); err != nil {
+				return err
+			}
+			r.st.Calibration = &res
+			r.st.CalibrationSecs = workflow.Now(ctx).Sub(start).Seconds()
+			r.st.Imatrix = &shards.IMatrixRef{Location: joinLoc(r.in.Output, res.IMatrixKey), SHA256: res.SHA256}
+		case r.st.Plan.ImatrixSHA256 != "":
+			r.st.Imatrix = &shards.IMatrixRef{Location: r.in.Imatrix, SHA256: r.st.Plan.ImatrixSHA256}
+		}
+	}
+	r.recipe.Imatrix = r.st.Imatrix
 	return nil
 }
 
@@ -320,7 +360,8 @@ func (r *quantizeRun) stitch(ctx workflow.Context) (export.Summary, error) {
 func (r *quantizeRun) summary(ctx workflow.Context, sum export.Summary) *Summary {
 	out := &Summary{Model: r.in.Model, Output: r.in.Output, Recipe: r.in.Recipe, Parameters: r.st.Plan.Parameters,
 		SourceBytes: r.st.Plan.SourceBytes, Export: sum, ContinuedRuns: r.st.Runs,
-		QuantizeSecs: workflow.Now(ctx).Sub(r.st.Started).Seconds(), ShardsRetried: len(r.st.Retried)}
+		QuantizeSecs: workflow.Now(ctx).Sub(r.st.Started).Seconds(), ShardsRetried: len(r.st.Retried),
+		Imatrix: r.st.Imatrix, Calibration: r.st.Calibration, CalibrationSecs: r.st.CalibrationSecs}
 	for _, rec := range r.st.Records {
 		if rec.Reused {
 			out.ShardsReused++

@@ -51,8 +51,11 @@ func SearchAttributeNames() []string {
 
 // Phases of a run, as AdaptqPhase and the progress query report them.
 const (
-	PhasePlan     = "plan"
-	PhaseQuantize = "quantize"
+	PhasePlan = "plan"
+	// PhaseCalibrate: the CalibrateModel child collects the importance
+	// matrix the shards will use.
+	PhaseCalibrate = "calibrate"
+	PhaseQuantize  = "quantize"
 	// PhaseAttention: a shard is parked; the run needs an operator to
 	// retry it (or abort) before it can finish.
 	PhaseAttention = "attention"
@@ -110,10 +113,16 @@ type QuantizeInput struct {
 	// HeartbeatSeconds is QuantizeShard's heartbeat timeout (default 300):
 	// a worker that dies mid-shard is noticed this quickly.
 	HeartbeatSeconds int `json:"heartbeat_seconds,omitempty"`
-	// Imatrix is the location of an importance-matrix file. PlanModel
-	// checks that it exists and is readable; the quantizers do not use it
-	// yet.
+	// Imatrix is the location of an importance-matrix file (llama.cpp's
+	// GGUF imatrix or legacy .dat): PlanModel checks it against the model
+	// and the rotation, and every shard quantizes with its importance.
 	Imatrix string `json:"imatrix,omitempty"`
+	// Calibration, if set, collects an importance matrix first: the
+	// CalibrateModel child workflow (on the evaluation task queue) runs
+	// after the plan and before any shard, on the model the recipe
+	// quantizes (rotated when it rotates), writes <output>/imatrix.gguf and
+	// the shards quantize with it. Not together with Imatrix.
+	Calibration *CalibSpec `json:"calibration,omitempty"`
 	// ShardAttempts bounds the attempts of one QuantizeShard activity
 	// before the shard parks (default 20).
 	ShardAttempts int `json:"shard_attempts,omitempty"`
@@ -136,6 +145,13 @@ type QuantizeState struct {
 	Retried map[int]ShardRetry `json:"retried,omitempty"`
 	// Paused: an operator paused the run and has not resumed it.
 	Paused bool `json:"paused,omitempty"`
+	// Imatrix is the importance matrix the shards quantize with (the
+	// input's, or the one the calibration collected), nil for none.
+	Imatrix *shards.IMatrixRef `json:"imatrix,omitempty"`
+	// Calibration is what the calibration measured, if the run calibrated,
+	// and how long it took.
+	Calibration     *activities.CalibResult `json:"calibration,omitempty"`
+	CalibrationSecs float64                 `json:"calibration_seconds,omitempty"`
 }
 
 // ParkedShard is a shard that failed every attempt and waits for an
@@ -197,7 +213,12 @@ type Summary struct {
 	Seconds       float64        `json:"seconds"`
 	QuantizeSecs  float64        `json:"quantize_seconds"`
 	EvaluateSecs  float64        `json:"evaluate_seconds,omitempty"`
-	ContinuedRuns int            `json:"continued_runs"`
+	// Imatrix is the importance matrix the shards quantized with, if any.
+	Imatrix *shards.IMatrixRef `json:"imatrix,omitempty"`
+	// Calibration is what the calibration step measured, if it ran.
+	Calibration     *activities.CalibResult `json:"calibration,omitempty"`
+	CalibrationSecs float64                 `json:"calibration_seconds,omitempty"`
+	ContinuedRuns   int                     `json:"continued_runs"`
 }
 
 func (in *QuantizeInput) defaults() {

@@ -9,18 +9,20 @@ import (
 
 	"github.com/ohms-project/adaptq/activities"
 	"github.com/ohms-project/adaptq/export"
+	"github.com/ohms-project/adaptq/gguf"
 	"github.com/ohms-project/adaptq/internal/progress"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 )
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "--model <location> --type <recipe> [--rotate hadamard --seed 1 [--heads]] [--optimized] [--compress] --out <location>", stderr)
+	fs := newFlags("export", "--model <location> --type <recipe> [--rotate hadamard --seed 1 [--heads]] [--optimized] [--compress] [--imatrix <file>] --out <location>", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
 	rf := addRecipeFlags(fs, "type")
 	bf := addBudgetFlags(fs)
 	out := fs.String("out", "", "output location: shard objects, plan.json, model.gguf, manifest.parquet")
 	verbose := fs.Bool("v", false, "print every tensor's type, bits per weight and error")
+	imatrix := fs.String("imatrix", "", "importance-matrix file (llama.cpp's GGUF imatrix or legacy .dat, or `adaptq calibrate`'s) the quantizers weight each column with")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -39,18 +41,33 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	start := time.Now()
-	ck, err := (&activities.Activities{}).Check(ctx, activities.PlanInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: r})
+	pin := activities.PlanInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: r}
+	if *imatrix != "" {
+		pin.Imatrix = absLocation(*imatrix)
+	}
+	ck, err := (&activities.Activities{}).Check(ctx, pin)
 	if err != nil {
 		return describe(err, names, "", "")
+	}
+	im, err := readIMatrix(ctx, pin.Imatrix)
+	if err != nil {
+		return err
+	}
+	if im != nil {
+		r.Imatrix = &shards.IMatrixRef{Location: pin.Imatrix, SHA256: im.sha}
 	}
 	src := ck.Store
 	dst, err := store.Open(absLocation(*out))
 	if err != nil {
 		return err
 	}
+	var matrix *gguf.IMatrix
+	if im != nil {
+		matrix = im.m
+	}
 	run := func(r shards.Recipe) (*export.Summary, []export.ShardRecord, error) {
 		bar := progress.New(stderr, "shards", int64(ck.Config.NumLayers+2), false)
-		sum, recs, err := export.Run(ctx, ck, dst, r, export.Events{ShardDone: func(rec export.ShardRecord, done, total int) { bar.Set(int64(done)) }})
+		sum, recs, err := export.RunWeighted(ctx, ck, dst, r, matrix, export.Events{ShardDone: func(rec export.ShardRecord, done, total int) { bar.Set(int64(done)) }})
 		if err == nil {
 			bar.Done()
 		}
@@ -72,6 +89,9 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "model        %s (%s, %d parameters)\n", src.Location(), ck.Config.ModelType, ck.NumParams())
 	fmt.Fprintf(stdout, "recipe       %s, rotation %s\n", r.Name, describeRotation(r.Rotation))
+	if im != nil {
+		fmt.Fprintf(stdout, "imatrix      %s (%d entries, %d chunks of %d tokens, sha256 %s)\n", *imatrix, len(im.m.Entries), im.m.ChunkCount, im.m.ChunkSize, im.sha)
+	}
 	fmt.Fprintf(stdout, "original     %s of tensors (%s on disk)\n", progress.FormatBytes(sum.SourceBytes), progress.FormatBytes(ck.SizeOnDisk()))
 	fmt.Fprintf(stdout, "quantized    %s of tensors in %d tensors (%d fell back to another type)\n", progress.FormatBytes(sum.Bytes), sum.Tensors, sum.Fallbacks)
 	fmt.Fprintf(stdout, "bits/weight  %.3f (all tensors, embeddings and norms included)\n", sum.BitsPerWeight)
@@ -113,4 +133,31 @@ func printShards(w io.Writer, recs []export.ShardRecord) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+}
+
+// loadedIMatrix is an importance matrix read for a run, with its checksum.
+type loadedIMatrix struct {
+	m   *gguf.IMatrix
+	sha string
+}
+
+// readIMatrix reads the importance matrix at loc (nil for loc ""), after
+// activities.Check has checked it.
+func readIMatrix(ctx context.Context, loc string) (*loadedIMatrix, error) {
+	if loc == "" {
+		return nil, nil
+	}
+	dir, key, err := store.SplitObject(loc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := store.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, sha, err := export.ReadIMatrix(ctx, s, key)
+	if err != nil {
+		return nil, err
+	}
+	return &loadedIMatrix{m: m, sha: sha}, nil
 }

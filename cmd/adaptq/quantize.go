@@ -31,7 +31,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	text := fs.String("text", "", "evaluation text (a file or object location); without it nothing is evaluated")
 	ctxLen := fs.Int("ctx", activities.DefaultEvalCtx, "evaluation window length")
 	protocol := fs.String("protocol", "full", "perplexity protocol: full or llama.cpp")
-	imatrix := fs.String("imatrix", "", "importance-matrix file (checked to exist and be readable; the quantizers do not use it yet)")
+	imatrix := fs.String("imatrix", "", "importance-matrix file (llama.cpp's GGUF imatrix or legacy .dat, or `adaptq calibrate`'s) the quantizers weight each column with")
 	conc := fs.Int("concurrency", 4, "shards in flight")
 	hostPort := fs.String("temporal", "", "Temporal frontend host:port; empty runs an embedded server and worker in this process")
 	namespace := fs.String("namespace", "default", "Temporal namespace")
@@ -105,9 +105,6 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if _, err := (&activities.Activities{}).Check(ctx, pin); err != nil {
 			return fail(err, false)
 		}
-	}
-	if in.Imatrix != "" {
-		fmt.Fprintf(stderr, "note: --imatrix %s is checked but not used yet: the quantizers do not read importance matrices\n", *imatrix)
 	}
 	if log.path != "" {
 		fmt.Fprintf(stderr, "log: %s\n", log.path)
