@@ -99,7 +99,7 @@ func (p *Plan) CheckIMatrix(ck *model.Checkpoint, r Recipe, im *gguf.IMatrix) er
 	}
 	if want := r.Rotation.ID(); got != want {
 		if r.Rotation.Enabled() {
-			return fmt.Errorf("collected on the rotation %q, but the recipe rotates with %q: an importance computed in another basis is wrong for these weights (calibrate with the recipe's rotation)", got, want)
+			return fmt.Errorf("collected on the rotation %q, but the recipe rotates with %q: an importance computed in another basis is wrong for these weights", got, want)
 		}
 		return fmt.Errorf("collected on a rotated model (%s), but the recipe does not rotate (calibrate the unrotated model, or quantize with that rotation)", got)
 	}

@@ -25,6 +25,22 @@ type CalibSpec struct {
 	Head     bool   `json:"head,omitempty"`     // also collect lm_head's input
 }
 
+// Phases of a calibration, as its progress query reports them.
+const (
+	CalibPhaseTokenize  = "tokenize"
+	CalibPhaseCollect   = "collect"
+	CalibPhaseAggregate = "aggregate"
+)
+
+// CalibProgress is what CalibrateModel's progress query returns.
+type CalibProgress struct {
+	Phase       string `json:"phase"`
+	Windows     int    `json:"windows"` // windows to collect (0 until tokenized)
+	WindowsDone int    `json:"windows_done"`
+	Chunks      int    `json:"chunks"`
+	ChunksDone  int    `json:"chunks_done"`
+}
+
 // CalibrateInput is CalibrateModel's input.
 type CalibrateInput struct {
 	Model    string          `json:"model"`  // checkpoint location
@@ -55,6 +71,10 @@ func (s CalibSpec) withDefaults() CalibSpec {
 func CalibrateModel(ctx workflow.Context, in CalibrateInput) (*activities.CalibResult, error) {
 	var a *activities.Activities
 	spec := in.Spec.withDefaults()
+	prog := CalibProgress{Phase: CalibPhaseTokenize}
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (CalibProgress, error) { return prog, nil }); err != nil {
+		return nil, err
+	}
 	queue := workflow.GetInfo(ctx).TaskQueueName + EvalQueueSuffix
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:           queue,
@@ -77,6 +97,7 @@ func CalibrateModel(ctx workflow.Context, in CalibrateInput) (*activities.CalibR
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: the calibration text has %d tokens: less than one window of %d", spec.Text, prep.Tokens, spec.Ctx), activities.ErrTypeBadInput, nil)
 	}
 	n := (windows + spec.Chunk - 1) / spec.Chunk
+	prog = CalibProgress{Phase: CalibPhaseCollect, Windows: windows, Chunks: n}
 	keys := make([]string, n)
 	err := fanOut(ctx, n, spec.Parallel, func(i int) workflow.Future {
 		first := i * spec.Chunk
@@ -89,11 +110,14 @@ func CalibrateModel(ctx workflow.Context, in CalibrateInput) (*activities.CalibR
 			return err
 		}
 		keys[i] = c.SumsKey
+		prog.ChunksDone++
+		prog.WindowsDone += c.Windows
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	prog.Phase = CalibPhaseAggregate
 	var res activities.CalibResult
 	if err := workflow.ExecuteActivity(actx, a.AggregateCalib, activities.CalibAggregateInput{Output: in.Output, SumsKeys: keys,
 		Dataset: spec.Text, Ctx: spec.Ctx, Rotation: in.Rotation}).Get(ctx, &res); err != nil {

@@ -7,9 +7,11 @@ import (
 	"testing"
 
 	"github.com/ohms-project/adaptq/activities"
+	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/gguf"
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 	"github.com/ohms-project/adaptq/tokenizer"
 )
@@ -99,5 +101,65 @@ func TestCalibrateShortText(t *testing.T) {
 	err := env.GetWorkflowError()
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("short.txt: infer: 5 ids make no complete window")) {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestQuantizeWithCalibration: QuantizeModel with a calibration runs
+// CalibrateModel as a child before any shard and quantizes with its
+// imatrix.gguf: the GGUF equals a one-process export given that matrix,
+// differs from the unweighted one, and the summary names the matrix.
+func TestQuantizeWithCalibration(t *testing.T) {
+	ctx := context.Background()
+	env, _ := newEnv(t)
+	env.RegisterWorkflow(CalibrateModel)
+	out := t.TempDir()
+	text, _ := filepath.Abs("../testdata/text/tinystories-valid-sample.txt")
+	env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: fixture, Output: out, Recipe: "q4_0", Concurrency: 3,
+		Calibration: &CalibSpec{Text: text, Ctx: 64, Chunks: 12, Chunk: 5}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var sum Summary
+	if err := env.GetWorkflowResult(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Calibration == nil || sum.Calibration.Windows != 12 || sum.Calibration.Tokens != 12*64 || sum.Imatrix == nil ||
+		sum.Imatrix.SHA256 != sum.Calibration.SHA256 || sum.Imatrix.Location != joinLoc(out, activities.IMatrixKey) {
+		t.Fatalf("summary: calibration %+v, imatrix %+v", sum.Calibration, sum.Imatrix)
+	}
+	dst := mustLocal(t, out)
+	got, err := store.ReadAll(ctx, dst, export.GGUFKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := store.NewLocal(fixture)
+	ck, err := model.Open(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, sha, err := export.ReadIMatrix(ctx, dst, activities.IMatrixKey)
+	if err != nil || sha != sum.Imatrix.SHA256 {
+		t.Fatalf("imatrix: %v (sha %s)", err, sha)
+	}
+	r, err := shards.NamedRecipe("q4_0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := mustLocal(t, t.TempDir())
+	if _, _, err := export.Run(ctx, ck, plain, r, export.Events{}); err != nil {
+		t.Fatal(err)
+	}
+	r.Imatrix = sum.Imatrix
+	weighted := mustLocal(t, t.TempDir())
+	if _, _, err := export.RunWeighted(ctx, ck, weighted, r, im, export.Events{}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := store.ReadAll(ctx, weighted, export.GGUFKey)
+	unweighted, _ := store.ReadAll(ctx, plain, export.GGUFKey)
+	if !bytes.Equal(got, want) {
+		t.Error("the workflow's GGUF differs from a one-process export with its imatrix")
+	}
+	if bytes.Equal(got, unweighted) {
+		t.Error("the workflow's GGUF equals the unweighted export: the imatrix was not used")
 	}
 }

@@ -39,6 +39,8 @@ func flagNames(nameFlag string) map[string]string {
 		activities.FieldEvalCtx:      "--ctx",
 		activities.FieldEvalProtocol: "--protocol",
 		activities.FieldImatrix:      "--imatrix",
+		activities.FieldCalibText:    "--calib-text",
+		activities.FieldCalibCtx:     "--calib-ctx",
 	}
 }
 

@@ -42,6 +42,7 @@ func commands() []command {
 		{"synth", "write a synthetic checkpoint with the tensor shapes of a named architecture", runSynth},
 		{"import", "turn a GGUF file into a Hugging Face checkpoint (config.json, safetensors, tokenizer.json)", runImport},
 		{"quantize", "quantize a checkpoint with the Temporal pipeline (embedded server and worker unless --temporal)", runQuantize},
+		{"calibrate", "collect an importance matrix (llama.cpp's imatrix.gguf) over a calibration text (embedded server and worker unless --temporal)", runCalibrate},
 		{"export", "quantize a checkpoint into shard objects, one GGUF file and a Parquet manifest (no Temporal)", runExport},
 		{"verify", "evaluate a checkpoint: perplexity, KL divergence and top-1 agreement against a reference, speed", runVerify},
 		{"generate", "greedy text continuation of a prompt", runGenerate},

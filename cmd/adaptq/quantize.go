@@ -24,7 +24,7 @@ import (
 )
 
 func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("quantize", "--model <location> --out <location> [--recipe q4_k_m] [--rotate hadamard --seed 1] [--text <eval text>] [--temporal host:port] [-v]", stderr)
+	fs := newFlags("quantize", "--model <location> --out <location> [--recipe q4_k_m] [--rotate hadamard --seed 1] [--text <eval text>] [--imatrix <file> | --calib-text <file> [--calib-ctx 512] [--calib-chunks N]] [--temporal host:port] [-v]", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
 	out := fs.String("out", "", "output location: shard objects, model.gguf, manifest.parquet, eval/, logs/")
 	rf := addRecipeFlags(fs, "recipe")
@@ -32,6 +32,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	ctxLen := fs.Int("ctx", activities.DefaultEvalCtx, "evaluation window length")
 	protocol := fs.String("protocol", "full", "perplexity protocol: full or llama.cpp")
 	imatrix := fs.String("imatrix", "", "importance-matrix file (llama.cpp's GGUF imatrix or legacy .dat, or `adaptq calibrate`'s) the quantizers weight each column with")
+	calibText := fs.String("calib-text", "", "collect an importance matrix over this text first (CalibrateModel on the eval queue) and quantize with it; disjoint from --text")
+	calibCtx := fs.Int("calib-ctx", activities.DefaultCalibCtx, "calibration window length")
+	calibChunks := fs.Int("calib-chunks", 0, "use at most this many calibration windows (0: all)")
 	conc := fs.Int("concurrency", 4, "shards in flight")
 	hostPort := fs.String("temporal", "", "Temporal frontend host:port; empty runs an embedded server and worker in this process")
 	namespace := fs.String("namespace", "default", "Temporal namespace")
@@ -89,6 +92,15 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *imatrix != "" {
 		in.Imatrix = absLocation(*imatrix)
 	}
+	if *calibText != "" || set["calib-ctx"] || set["calib-chunks"] {
+		if *calibChunks < 0 {
+			return fail(fmt.Errorf("%w: --calib-chunks %d: want 0 (all) or more", errUsage, *calibChunks), false)
+		}
+		in.Calibration = &workflows.CalibSpec{Ctx: *calibCtx, Chunks: *calibChunks}
+		if *calibText != "" {
+			in.Calibration.Text = absLocation(*calibText)
+		}
+	}
 	cfg := workers.Config{HostPort: *hostPort, Namespace: *namespace, TaskQueue: *queue, Role: workers.RoleAll, Logger: log.logger}
 	var c client.Client
 	if *hostPort != "" { // a remote cluster: is it there? (cheap, and before anything is written)
@@ -101,6 +113,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		pin := activities.PlanInput{Model: in.Model, Output: in.Output, Recipe: recipe, Imatrix: in.Imatrix}
 		if ev := in.Evaluation; ev != nil {
 			pin.Evaluation = &activities.TextInput{Text: ev.Text, Ctx: ev.Ctx, Protocol: ev.Protocol}
+		}
+		if c := in.Calibration; c != nil {
+			pin.Calibration = &activities.TextInput{Text: c.Text, Ctx: c.Ctx}
 		}
 		if _, err := (&activities.Activities{}).Check(ctx, pin); err != nil {
 			return fail(err, false)
@@ -281,6 +296,12 @@ func printSummary(w io.Writer, s *workflows.Summary, wall time.Duration) {
 	fmt.Fprintf(tw, "bits per weight\t%.3f (all tensors; %d fell back to another type)\n", e.BitsPerWeight, e.Fallbacks)
 	fmt.Fprintf(tw, "compression ratio\t%.2fx\n", e.Ratio)
 	fmt.Fprintf(tw, "max relative error\t%.4f (per shard, against the weights quantized)\n", s.MaxRelError)
+	if c := s.Calibration; c != nil {
+		fmt.Fprintf(tw, "calibration\t%d windows, %d tokens, %d entries in %.1fs (%.1f tokens/s)\n", c.Windows, c.Tokens, c.Entries, s.CalibrationSecs, float64(c.Tokens)/max(s.CalibrationSecs, 1e-9))
+	}
+	if im := s.Imatrix; im != nil {
+		fmt.Fprintf(tw, "imatrix\t%s (sha256 %s)\n", im.Location, im.SHA256)
+	}
 	if ev := s.Evaluation; ev != nil {
 		fmt.Fprintf(tw, "PPL before / after\t%.4f / %.4f (ratio %.4f, %d tokens)\n", ev.RefPPL, ev.PPL, ev.PPLRatio, ev.Tokens)
 		fmt.Fprintf(tw, "KL divergence\tmean %.4g, median %.4g, p99 %.4g nats/token\n", ev.KLMean, ev.KLMedian, ev.KLP99)
