@@ -210,7 +210,7 @@ func roundClamp(f float64, lo, hi int32) int32 {
 
 // symEval assigns to every x the nearest level l in [lo, hi] for the scale
 // d (the reconstruction is float32(l)·d, as the decoders compute it),
-// stores them in L and returns Σ w·(x − x̂)² with, for a refit of d, the
+// stores l − lo in L and returns Σ w·(x − x̂)² with, for a refit of d, the
 // sums Σ w·x·l and Σ w·l². The pass is gridStats's (float32 sums).
 func symEval(x, w []float32, d float32, lo, hi int32, L []int32) (e, num, den float64) {
 	L = L[:len(x)]
@@ -222,9 +222,6 @@ func symEval(x, w []float32, d float32, lo, hi int32, L []int32) (e, num, den fl
 	c := gridParams{ie: ie, bias: float32(-lo) + 0.5, qmax: float32(hi - lo), e: d, qoff: float32(-lo)}
 	var s gridSums
 	gridStats(x, w, &c, &s, L)
-	for i := range L {
-		L[i] += lo
-	}
 	return float64(s[0]), float64(s[3]), float64(s[2])
 }
 
@@ -233,7 +230,7 @@ func symEval(x, w []float32, d float32, lo, hi int32, L []int32) (e, num, den fl
 func symEvalSlow(x, w []float32, d float32, lo, hi int32, L []int32) (e, num, den float64) {
 	if d == 0 {
 		for i, v := range x {
-			L[i] = 0
+			L[i] = -lo
 			e += float64(w[i]) * float64(v) * float64(v)
 		}
 		return e, 0, 0
@@ -241,7 +238,7 @@ func symEvalSlow(x, w []float32, d float32, lo, hi int32, L []int32) (e, num, de
 	id := 1 / float64(d)
 	for i, v := range x {
 		l := roundClamp(float64(v)*id, lo, hi)
-		L[i] = l
+		L[i] = l - lo
 		r := float64(float32(l) * d)
 		diff := r - float64(v)
 		e += float64(w[i]) * diff * diff
@@ -329,8 +326,8 @@ func symSearch(x, w []float32, lo, hi int32, ntrial int, spread float32, half bo
 	}
 	if math.IsInf(bestE, 1) {
 		// every candidate scale overflowed or vanished
-		e, _, _ := symEval(x, w, 0, lo, hi, best)
-		return 0, e
+		bestD = 0
+		bestE, _, _ = symEval(x, w, 0, lo, hi, best)
 	}
 	for it := 0; it < 4; it++ {
 		d1 := symScale(bestNum, bestDen, half)
@@ -343,6 +340,9 @@ func symSearch(x, w []float32, lo, hi int32, ntrial int, spread float32, half bo
 		}
 		bestD, bestE, bestNum, bestDen = d1, e1, num1, den1
 		copy(best, cur[:len(x)])
+	}
+	for i := range best[:len(x)] {
+		best[i] += lo
 	}
 	return bestD, bestE
 }

@@ -61,6 +61,17 @@ func (o *optimizer) assign(x, w []float32, e, off float32, q []uint8, st *gridSu
 	return float64(st[0])
 }
 
+// trialErr is assign's error alone, for grids that are only tried.
+func (k *kLayout) trialErr(x, w []float32, e, off float32) float64 {
+	ie := float32(1 / float64(e))
+	if e == 0 || !finite32(e) || !finite32(ie) {
+		var st gridSums
+		return k.assignSlow(x, w, e, off, nil, &st)
+	}
+	c := gridParams{off: off, ie: ie, bias: float32(k.qoff) + 0.5, qmax: float32(k.qmax), e: e, qoff: float32(k.qoff)}
+	return float64(gridErr(x, w, &c))
+}
+
 // assignSlow is assign in float64 for the grids whose step or its inverse
 // is 0 or not finite (every level then is qoff; an infinite step gives an
 // infinite error).
@@ -126,12 +137,17 @@ func (o *optimizer) fitK(p *kParams, x, w []float32) {
 			o.fs[j], o.fm[j], o.fsw[j], o.fmw[j] = asymFit(xs, ws, k.qmax, o.gl[:k.sub])
 			continue
 		}
+		// Six targets per side for Q3_K and eleven for Q6_K (with their
+		// refits: 28 and 48 grid passes per sub-block): the float scale
+		// only seeds the integer scales, which step 3 moves by ±1. Sixteen
+		// (68 passes) gave RMSEs at most 0.01 % (Q3_K) and 0.04 % (Q6_K)
+		// lower on TestQuantizeNotWorse's data.
 		lo, hi := int32(-k.qoff), int32(k.qmax-k.qoff)
-		spread := float32(1.5)
+		spread, ntrial := float32(1.5), 6
 		if k.qmax > 7 {
-			spread = 6
+			spread, ntrial = 6, 11
 		}
-		o.fs[j], _ = symSearch(xs, ws, lo, hi, 16, spread, false, nil, o.lv, o.lb)
+		o.fs[j], _ = symSearch(xs, ws, lo, hi, ntrial, spread, false, nil, o.lv, o.lb)
 		var sw float64
 		for i, l := range o.lb[:k.sub] {
 			sw += float64(ws[i]) * float64(l) * float64(l)
@@ -248,11 +264,18 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 	if k.mMax > 0 {
 		mr = 1
 	}
-	var st gridSums
+	// dirty marks the sub-blocks whose neighbourhood has not been searched
+	// since their integers or the super-block scales last changed (the
+	// others cannot improve: their error depends on nothing else).
+	dirty := uint32(1)<<n - 1
 	for round := 0; round < 4; round++ {
 		improved := false
 		// Coordinate descent on the integer scales and mins.
 		for j := 0; j < n; j++ {
+			if dirty&(1<<j) == 0 {
+				continue
+			}
+			dirty &^= 1 << j
 			lo, hi := j*k.sub, (j+1)*k.sub
 			xs, ws := x[lo:hi], w[lo:hi]
 			s0, m0 := p.S[j], p.M[j]
@@ -267,7 +290,7 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 					if (ds == 0 && dm == 0) || m < 0 || m > k.mMax {
 						continue
 					}
-					e := o.assign(xs, ws, float32(p.d*float32(s)), float32(p.dmin*float32(m)), nil, &st)
+					e := k.trialErr(xs, ws, float32(p.d*float32(s)), float32(p.dmin*float32(m)))
 					if e < bestE {
 						bestS, bestM, bestE = s, m, e
 					}
@@ -278,6 +301,7 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 				e, off := p.grid(j)
 				o.subErr[j] = o.assign(xs, ws, e, off, p.q[lo:hi], &o.subSt[j])
 				improved = true
+				dirty |= 1 << j
 			}
 		}
 		total = 0
@@ -292,6 +316,7 @@ func (o *optimizer) refineK(p *kParams, x, w []float32) float64 {
 			if e := o.assignAll(p, x, w); e < total {
 				total = e
 				improved = true
+				dirty = uint32(1)<<n - 1
 			} else {
 				*p = save
 				o.subErr, o.subSt = saveErr, saveSt

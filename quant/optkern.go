@@ -64,3 +64,28 @@ func gridStatsGo(x, w []float32, c *gridParams, s *gridSums, L []int32) {
 		s[j] = (s0 + s2) + (s1 + s3)
 	}
 }
+
+// gridErr is gridStats's error alone (s[0]), without the levels and the
+// other sums: the coordinate descent's trial grids need nothing else.
+func gridErr(x, w []float32, c *gridParams) float32 {
+	n := len(x)
+	if useGridAsm && n > 0 && n%8 == 0 {
+		_ = w[n-1]
+		return gridErr8(&x[0], &w[0], n, c)
+	}
+	return gridErrGo(x, w, c)
+}
+
+// gridErrGo is the portable gridErr, the error of gridStatsGo.
+func gridErrGo(x, w []float32, c *gridParams) float32 {
+	var acc [8]float32
+	w = w[:len(x)]
+	for i, v := range x {
+		f := float32(float32(v+c.off)*c.ie) + c.bias
+		u := min(max(float32(math.Floor(float64(f))), 0), c.qmax)
+		d := float32(float32(c.e*(u-c.qoff))-c.off) - v
+		acc[i&7] += float32(float32(w[i]*d) * d)
+	}
+	s0, s1, s2, s3 := acc[0]+acc[4], acc[1]+acc[5], acc[2]+acc[6], acc[3]+acc[7]
+	return (s0 + s2) + (s1 + s3)
+}

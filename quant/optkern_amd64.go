@@ -12,3 +12,8 @@ func gridAsmAvailable() bool { return cpu.X86.HasAVX && cpu.X86.HasAVX2 }
 //
 //go:noescape
 func gridStats8(x, w *float32, n int, c *gridParams, s *gridSums, L *int32)
+
+// gridErr8 is gridErrGo for n a positive multiple of 8 (optkern_amd64.s).
+//
+//go:noescape
+func gridErr8(x, w *float32, n int, c *gridParams) float32

@@ -89,3 +89,50 @@ loopgrid:
 	MOVSS   X3, 12(DX)
 	VZEROUPPER
 	RET
+
+// func gridErr8(x, w *float32, n int, c *gridParams) float32
+//
+// gridStats8's error alone (the same operations in the same order).
+TEXT ·gridErr8(SB), NOSPLIT, $0-36
+	MOVQ x+0(FP), SI
+	MOVQ w+8(FP), DI
+	MOVQ n+16(FP), CX
+	MOVQ c+24(FP), AX
+	VBROADCASTSS 0(AX), Y8   // off
+	VBROADCASTSS 4(AX), Y9   // ie
+	VBROADCASTSS 8(AX), Y10  // bias
+	VBROADCASTSS 12(AX), Y11 // qmax
+	VBROADCASTSS 16(AX), Y12 // e
+	VBROADCASTSS 20(AX), Y13 // qoff
+	VXORPS Y14, Y14, Y14
+	VXORPS Y0, Y0, Y0
+
+looperr:
+	VMOVUPS (SI), Y4
+	VADDPS  Y8, Y4, Y6
+	VMULPS  Y9, Y6, Y6
+	VADDPS  Y10, Y6, Y6
+	VROUNDPS $1, Y6, Y6
+	VMAXPS  Y14, Y6, Y6
+	VMINPS  Y11, Y6, Y6
+	VSUBPS  Y13, Y6, Y6
+	VMULPS  Y12, Y6, Y7
+	VSUBPS  Y8, Y7, Y7
+	VSUBPS  Y4, Y7, Y7
+	VMULPS  (DI), Y7, Y15
+	VMULPS  Y7, Y15, Y15
+	VADDPS  Y15, Y0, Y0
+	ADDQ $32, SI
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ  looperr
+
+	VEXTRACTF128 $1, Y0, X4
+	VADDPS  X4, X0, X0
+	VMOVHLPS X0, X0, X4
+	VADDPS  X4, X0, X0
+	VMOVSHDUP X0, X4
+	VADDSS  X4, X0, X0
+	MOVSS   X0, ret+32(FP)
+	VZEROUPPER
+	RET

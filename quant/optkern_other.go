@@ -8,3 +8,8 @@ func gridAsmAvailable() bool { return false }
 func gridStats8(x, w *float32, n int, c *gridParams, s *gridSums, L *int32) {
 	panic("quant: no assembly kernel on this architecture")
 }
+
+// gridErr8 is never called without the assembly kernel.
+func gridErr8(x, w *float32, n int, c *gridParams) float32 {
+	panic("quant: no assembly kernel on this architecture")
+}

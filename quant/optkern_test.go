@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// TestGridStatsAsm checks that the assembly kernel gives gridStatsGo's
-// levels and sums bit for bit on random blocks and grids (levels clamped at
+// TestGridStatsAsm checks that the assembly kernels give gridStatsGo's
+// levels and sums, and gridErr its error, bit for bit on random blocks and grids (levels clamped at
 // both ends, zero weights, symmetric and asymmetric grids).
 func TestGridStatsAsm(t *testing.T) {
 	if !useGridAsm {
@@ -46,6 +46,10 @@ func TestGridStatsAsm(t *testing.T) {
 				t.Fatalf("trial %d: sum %d: asm %g, Go %g (grid %+v)", trial, j, sa[j], sg[j], c)
 			}
 		}
+		ea, eg := gridErr8(&x[0], &w[0], n, &c), gridErrGo(x, w, &c)
+		if math.Float32bits(ea) != math.Float32bits(sg[0]) || math.Float32bits(eg) != math.Float32bits(sg[0]) {
+			t.Fatalf("trial %d: gridErr asm %g, Go %g, gridStats %g (grid %+v)", trial, ea, eg, sg[0], c)
+		}
 	}
 }
 
@@ -66,6 +70,12 @@ func BenchmarkGridStats(b *testing.B) {
 		b.SetBytes(4 * 32)
 		for range b.N {
 			gridStats(x, w, &c, &s, L)
+		}
+	})
+	b.Run("err", func(b *testing.B) {
+		b.SetBytes(4 * 32)
+		for range b.N {
+			s[0] = gridErr(x, w, &c)
 		}
 	})
 	b.Run("go", func(b *testing.B) {
