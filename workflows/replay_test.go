@@ -43,7 +43,7 @@ const historiesDir = "testdata/histories"
 // files of a scenario are replay-<scenario>.<run>.json (the workflow id,
 // then the run's number in the chain of continue-as-new); a child
 // workflow's id is its parent's with a suffix (replay-evaluation-eval).
-var replayScenarios = []string{"normal", "continue-as-new", "parked-retried", "cancelled", "evaluation", "calibration"}
+var replayScenarios = []string{"normal", "continue-as-new", "parked-retried", "cancelled", "evaluation", "calibration", "quantize-calibration"}
 
 // TestReplayHistories replays every recorded history with the current
 // workflow code.
@@ -214,6 +214,12 @@ func TestRecordHistories(t *testing.T) {
 		in.Evaluation = &workflows.EvalSpec{Text: evalText, Ctx: 256, Protocol: "full", Chunk: 20, Parallel: 2}
 		id := rec.quantize(t, "evaluation", in, nil)
 		rec.save(t, id+"-eval", "", 1)
+	})
+	t.Run("quantize-calibration", func(t *testing.T) {
+		in := base()
+		in.Calibration = &workflows.CalibSpec{Text: calibText, Ctx: 128, Chunks: 6, Chunk: 2, Parallel: 2}
+		id := rec.quantize(t, "quantize-calibration", in, nil)
+		rec.save(t, id+"-calib", "", 1)
 	})
 	t.Run("calibration", func(t *testing.T) {
 		in := workflows.CalibrateInput{Model: model, Output: t.TempDir(), Spec: workflows.CalibSpec{Text: calibText, Ctx: 128, Chunks: 6, Chunk: 2, Parallel: 2}}
