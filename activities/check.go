@@ -212,12 +212,12 @@ func (a *Activities) checkInputs(ctx context.Context, in PlanInput) (*model.Chec
 		return nil, err
 	}
 	if in.Evaluation != nil {
-		if err := a.checkText(ctx, FieldEvalText, FieldEvalCtx, ev, tok, store.Describe(src, model.TokenizerFile)); err != nil {
+		if err := a.checkText(ctx, FieldEvalText, FieldEvalCtx, ev, tok, ck.Config, store.Describe(src, model.TokenizerFile)); err != nil {
 			return nil, err
 		}
 	}
 	if in.Calibration != nil {
-		if err := a.checkText(ctx, FieldCalibText, FieldCalibCtx, cal, tok, store.Describe(src, model.TokenizerFile)); err != nil {
+		if err := a.checkText(ctx, FieldCalibText, FieldCalibCtx, cal, tok, ck.Config, store.Describe(src, model.TokenizerFile)); err != nil {
 			return nil, err
 		}
 	}
@@ -486,7 +486,7 @@ func (a *Activities) checkFile(ctx context.Context, field, loc, kind string) (st
 
 // checkText makes sure a text exists, is UTF-8 text and makes at least one
 // window of t.Ctx tokens with the model's tokenizer under t.Protocol.
-func (a *Activities) checkText(ctx context.Context, field, ctxField string, t TextInput, tok *tokenizer.Tokenizer, tokWhere string) error {
+func (a *Activities) checkText(ctx context.Context, field, ctxField string, t TextInput, tok *tokenizer.Tokenizer, cfg *model.Config, tokWhere string) error {
 	s, key, err := a.checkFile(ctx, field, t.Text, "an existing UTF-8 text file")
 	if err != nil {
 		return err
@@ -498,8 +498,8 @@ func (a *Activities) checkText(ctx context.Context, field, ctxField string, t Te
 	if i, what := notText(b); i >= 0 {
 		return problem(field, t.Text, fmt.Sprintf("not UTF-8 text (%s at byte %d)", what, i), fmt.Sprintf("give {%s} a UTF-8 text file", field), nil)
 	}
-	if _, ok := tok.BOS(); !ok {
-		return problem(FieldModel, tokWhere, "defines no BOS token, which every evaluation window starts with", "use the tokenizer.json that came with the checkpoint", nil)
+	if _, ok := BOS(tok, cfg); !ok {
+		return problem(FieldModel, tokWhere, "defines no BOS token (nor does config.json's bos_token_id), which every evaluation window starts with", "use the tokenizer.json that came with the checkpoint", nil)
 	}
 	n := len(tok.Encode(string(b), false))
 	k, err := infer.CountWindows(n, infer.Protocol(t.Protocol), t.Ctx)

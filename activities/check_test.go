@@ -396,3 +396,27 @@ func TestCheckIMatrixFile(t *testing.T) {
 		})
 	}
 }
+
+// TestBOSFallback: a tokenizer that names no BOS (SmolLM2's) takes
+// config.json's bos_token_id, as llama.cpp takes the GGUF's; the
+// tokenizer's own BOS wins when it has one.
+func TestBOSFallback(t *testing.T) {
+	noBOS, err := tokenizer.Parse([]byte(`{"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := BOS(noBOS, nil); ok {
+		t.Fatal("a BOS without tokenizer or config")
+	}
+	if id, ok := BOS(noBOS, &model.Config{BOSTokenID: []int{1}}); !ok || id != 1 {
+		t.Fatalf("config fallback: %d %v", id, ok)
+	}
+	fix, err := tokenizer.Load(filepath.Join(fixtureModel, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := fix.BOS()
+	if id, ok := BOS(fix, &model.Config{BOSTokenID: []int{7}}); !ok || id != want {
+		t.Fatalf("tokenizer's BOS %d, got %d %v", want, id, ok)
+	}
+}

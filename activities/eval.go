@@ -79,9 +79,13 @@ func (a *Activities) PrepareEval(ctx context.Context, in EvalPrepInput) (EvalPre
 	} else if err != nil {
 		return EvalPrep{}, err
 	}
-	bos, ok := tok.BOS()
+	var cfg *model.Config
+	if raw, err := store.ReadAll(ctx, ref, model.ConfigFile); err == nil {
+		cfg, _ = model.ParseConfig(raw, store.Describe(ref, model.ConfigFile))
+	}
+	bos, ok := BOS(tok, cfg)
 	if !ok {
-		return bad(fmt.Errorf("%s defines no BOS token", store.Describe(ref, model.TokenizerFile)))
+		return bad(fmt.Errorf("%s defines no BOS token (nor does config.json's bos_token_id)", store.Describe(ref, model.TokenizerFile)))
 	}
 	ids := tok.Encode(string(text), false)
 	wins, err := infer.Windows(toInt32(ids), infer.Protocol(in.Protocol), in.Ctx, int32(bos))
@@ -337,4 +341,18 @@ func toInt32(ids []int) []int32 {
 		out[i] = int32(id)
 	}
 	return out
+}
+
+// BOS is the token every evaluation and calibration window starts with:
+// the tokenizer's BOS, else config.json's bos_token_id (SmolLM2's
+// tokenizer.json names none; llama.cpp takes tokenizer.ggml.bos_token_id,
+// which the config's is). cfg may be nil.
+func BOS(tok *tokenizer.Tokenizer, cfg *model.Config) (int, bool) {
+	if id, ok := tok.BOS(); ok {
+		return id, true
+	}
+	if cfg != nil && len(cfg.BOSTokenID) > 0 {
+		return cfg.BOSTokenID[0], true
+	}
+	return 0, false
 }
