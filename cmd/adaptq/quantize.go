@@ -2,18 +2,24 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -41,7 +47,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	queue := fs.String("task-queue", workflows.TaskQueue, "task queue (evaluation uses <queue>-eval)")
 	devPort := fs.Int("dev-port", 0, "port of the embedded server's frontend (0: 7233 if free, else any; -1: any)")
 	uiPort := fs.Int("ui-port", 0, "port of the embedded server's Web UI (0: 8233 if free, else any; -1: any)")
-	wfID := fs.String("workflow-id", "", "workflow id (default adaptq-<model>-<recipe>-<time>)")
+	wfID := fs.String("workflow-id", "", "workflow id (default adaptq-<model>-<recipe>-<hash of the inputs>: the same command attaches to the same run)")
+	stateDir := fs.String("state", "", "state folder of the embedded server's database (default <out>/.adaptq-state for a local --out; in memory for s3://)")
+	heartbeat := fs.Int("heartbeat-seconds", 0, "QuantizeShard's heartbeat timeout: how soon a dead worker's shard is retried (0: 30 on the embedded server, 300 on a cluster)")
 	verbose := fs.Bool("v", false, "log to stderr instead of the log file, and print Temporal's whole error chain on failure")
 	logFormat := fs.String("log-format", "text", "log line format: text (to the log file, or stderr with -v) or json (to stderr)")
 	localChecks := fs.Bool("local-checks", true, "check the inputs here before starting the run (PlanModel checks them again on a worker); "+
@@ -59,9 +67,39 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	set := setFlags(fs)
 	names := flagNames("recipe")
+	in := workflows.QuantizeInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: *rf.name,
+		Rotation: rf.rotation(), Optimized: *rf.opt, Compress: *rf.compress, Concurrency: *conc,
+		HeartbeatSeconds: *heartbeat}
+	if *heartbeat < 0 {
+		return fmt.Errorf("%w: --heartbeat-seconds %d: want 0 (the default) or more", errUsage, *heartbeat)
+	}
+	if *hostPort == "" && in.HeartbeatSeconds == 0 {
+		in.HeartbeatSeconds = embeddedHeartbeat
+	}
+	if *hostPort != "" && *stateDir != "" {
+		return fmt.Errorf("%w: --state is the embedded server's; a cluster given with --temporal keeps its own state", errUsage)
+	}
+	if *text != "" || set["ctx"] || set["protocol"] {
+		in.Evaluation = &workflows.EvalSpec{Ctx: *ctxLen, Protocol: *protocol}
+		if *text != "" {
+			in.Evaluation.Text = absLocation(*text)
+		}
+	}
+	if *imatrix != "" {
+		in.Imatrix = absLocation(*imatrix)
+	}
+	if *calibText != "" || set["calib-ctx"] || set["calib-chunks"] {
+		if *calibChunks < 0 {
+			return fmt.Errorf("%w: --calib-chunks %d: want 0 (all) or more", errUsage, *calibChunks)
+		}
+		in.Calibration = &workflows.CalibSpec{Ctx: *calibCtx, Chunks: *calibChunks}
+		if *calibText != "" {
+			in.Calibration.Text = absLocation(*calibText)
+		}
+	}
 	id := *wfID
 	if id == "" {
-		id = fmt.Sprintf("adaptq-%s-%s-%s", filepath.Base(strings.TrimRight(*modelLoc, "/")), *rf.name, time.Now().UTC().Format("20060102T150405"))
+		id = runID(in)
 	}
 	log := openRunLog(stderr, *verbose, *logFormat, absLocation(*out), id)
 	defer log.close()
@@ -81,26 +119,7 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fail(err, false)
 	}
-	in := workflows.QuantizeInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: *rf.name,
-		Rotation: rf.rotation(), Optimized: *rf.opt, Compress: *rf.compress, Concurrency: *conc}
-	if *text != "" || set["ctx"] || set["protocol"] {
-		in.Evaluation = &workflows.EvalSpec{Ctx: *ctxLen, Protocol: *protocol}
-		if *text != "" {
-			in.Evaluation.Text = absLocation(*text)
-		}
-	}
-	if *imatrix != "" {
-		in.Imatrix = absLocation(*imatrix)
-	}
-	if *calibText != "" || set["calib-ctx"] || set["calib-chunks"] {
-		if *calibChunks < 0 {
-			return fail(fmt.Errorf("%w: --calib-chunks %d: want 0 (all) or more", errUsage, *calibChunks), false)
-		}
-		in.Calibration = &workflows.CalibSpec{Ctx: *calibCtx, Chunks: *calibChunks}
-		if *calibText != "" {
-			in.Calibration.Text = absLocation(*calibText)
-		}
-	}
+
 	cfg := workers.Config{HostPort: *hostPort, Namespace: *namespace, TaskQueue: *queue, Role: workers.RoleAll, Logger: log.logger}
 	var c client.Client
 	if *hostPort != "" { // a remote cluster: is it there? (cheap, and before anything is written)
@@ -125,7 +144,21 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "log: %s\n", log.path)
 	}
 	if *hostPort == "" {
-		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, UIPort: *uiPort, Namespace: *namespace, SearchAttributes: searchAttributes(), Logger: log.logger})
+		dbFile := ""
+		if dir := *stateDir; dir != "" || localPath(in.Output) != "" {
+			if dir == "" {
+				dir = filepath.Join(localPath(in.Output), stateFolder)
+			}
+			unlock, err := lockState(dir)
+			if err != nil {
+				return fail(err, false)
+			}
+			defer unlock()
+			dbFile = filepath.Join(dir, stateDB)
+		} else {
+			fmt.Fprintf(stderr, "note: the embedded server keeps its state in memory for an %s output; give --state DIR so that the same command after a crash resumes the run\n", *out)
+		}
+		dev, err := workers.StartDevServer(ctx, workers.DevServerOptions{Port: *devPort, UIPort: *uiPort, Namespace: *namespace, SearchAttributes: searchAttributes(), Logger: log.logger, DBFile: dbFile})
 		if err != nil {
 			return fail(fmt.Errorf("embedded Temporal server: %w", err), false)
 		}
@@ -147,13 +180,10 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fail(err, false)
 	}
 	start := time.Now()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: *queue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrModel.ValueSet(in.Model), workflows.AttrRecipe.ValueSet(in.Recipe))},
-		workflows.QuantizeModel, in)
+	run, err := startOrAttach(ctx, c, id, *queue, in, stderr)
 	if err != nil {
-		return fail(fmt.Errorf("start workflow: %w", err), false)
+		return fail(err, false)
 	}
-	fmt.Fprintf(stderr, "workflow %s run %s\n", run.GetID(), run.GetRunID())
 	sum, err := follow(ctx, c, run, cfg.HostPort, stderr, log.path != "")
 	if err != nil {
 		return fail(err, true)
@@ -359,4 +389,85 @@ func searchAttributes() map[string]enumspb.IndexedValueType {
 		attrs[n] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	}
 	return attrs
+}
+
+// embeddedHeartbeat is QuantizeShard's heartbeat timeout on the embedded
+// server: after a crash, the shards the dead process was running are
+// retried this many seconds after their last heartbeat.
+const embeddedHeartbeat = 30
+
+// The embedded server's state: stateFolder in a local output, holding the
+// SQLite database stateDB and the lock file stateLock.
+const (
+	stateFolder = ".adaptq-state"
+	stateDB     = "temporal.sqlite"
+	stateLock   = "lock"
+)
+
+// runID is the default workflow id of a run: the model's name, the recipe
+// and a hash of the whole input, so that the same command names the same
+// workflow and attaches to it.
+func runID(in workflows.QuantizeInput) string {
+	b, _ := json.Marshal(in)
+	h := sha256.Sum256(b)
+	return fmt.Sprintf("adaptq-%s-%s-%s", filepath.Base(strings.TrimRight(in.Model, "/")), in.Recipe, hex.EncodeToString(h[:6]))
+}
+
+// localPath is the directory of a local location (a path or file://), or
+// "" for any other.
+func localPath(loc string) string {
+	if p, ok := strings.CutPrefix(loc, "file://"); ok {
+		return p
+	}
+	if strings.Contains(loc, "://") {
+		return ""
+	}
+	return loc
+}
+
+// lockState creates the state folder dir and takes its lock, so that two
+// processes never share one database; the returned function releases it.
+func lockState(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, &failure{code: exitFailure, line: fmt.Sprintf("%s: cannot create the state folder (%v); give --state DIR on a writable disk", dir, err), err: err}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, stateLock), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, &failure{code: exitFailure, line: fmt.Sprintf("%s: cannot open the lock file (%v); give --state DIR on a writable disk", dir, err), err: err}
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, &failure{code: exitFailure, line: fmt.Sprintf("%s: another adaptq process uses this state folder (the same run is going on); wait for it to end, or give another --state", dir), err: err}
+	}
+	return func() { f.Close() }, nil
+}
+
+// startOrAttach starts the run id, or attaches to it: a run that is going
+// on (started by an earlier command that died, or by another client) is
+// followed, a finished one returns its result; a failed, cancelled or
+// terminated one is started anew (its finished shards are reused).
+func startOrAttach(ctx context.Context, c client.Client, id, queue string, in workflows.QuantizeInput, stderr io.Writer) (client.WorkflowRun, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+	case err != nil:
+		return nil, fmt.Errorf("describe workflow %s: %w", id, err)
+	case d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		fmt.Fprintf(stderr, "workflow %s already finished; its result follows (give another --workflow-id to run it again)\n", id)
+		return c.GetWorkflow(ctx, id, ""), nil
+	case d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		run := c.GetWorkflow(ctx, id, "")
+		fmt.Fprintf(stderr, "workflow %s is running (run %s): attached to it\n", id, d.GetWorkflowExecutionInfo().GetExecution().GetRunId())
+		return run, nil
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.AttrModel.ValueSet(in.Model), workflows.AttrRecipe.ValueSet(in.Recipe))},
+		workflows.QuantizeModel, in)
+	if err != nil {
+		return nil, fmt.Errorf("start workflow: %w", err)
+	}
+	fmt.Fprintf(stderr, "workflow %s run %s\n", run.GetID(), run.GetRunID())
+	return run, nil
 }
