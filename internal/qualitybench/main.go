@@ -52,9 +52,9 @@ type modelSpec struct {
 }
 
 var allModels = []modelSpec{
-	{"smollm2-135m", 16},
-	{"qwen2.5-coder-0.5b", 8},
-	{"qwen2.5-coder-1.5b", 4},
+	{"smollm2-135m", 4},
+	{"qwen2.5-coder-0.5b", 2},
+	{"qwen2.5-coder-1.5b", 1},
 }
 
 // variant is one file to make and evaluate.
@@ -91,9 +91,10 @@ func (v variant) slug() string {
 	return r.Replace(v.Label())
 }
 
-// sets are the groups of rows the issues ask for.
+// variants are the files of the row groups asked for, most wanted first:
+// llama.cpp's file and ours of each preset, then the importance-matrix
+// pairs, then our --optimized and --rotate variants, then the rest.
 func variants(sets []string) []variant {
-	var vs []variant
 	has := func(s string) bool {
 		for _, x := range sets {
 			if x == s || x == "all" {
@@ -102,23 +103,32 @@ func variants(sets []string) []variant {
 		}
 		return false
 	}
+	var vs []variant
+	presets := []string{"q4_k_m", "q2_k", "q3_k_m", "q8_0", "q4_0", "tq2_0"}
 	if has("base") {
-		for _, r := range []string{"q8_0", "q6_k", "q4_k_m", "q3_k_m", "q2_k", "q4_0", "tq2_0"} {
-			vs = append(vs, variant{Side: "llama.cpp", Recipe: r})
-			for _, opt := range []bool{false, true} {
-				for _, rot := range []bool{false, true} {
-					vs = append(vs, variant{Side: "adaptq", Recipe: r, Optimized: opt, Rotate: rot})
-				}
-			}
+		for _, r := range presets {
+			vs = append(vs, variant{Side: "llama.cpp", Recipe: r}, variant{Side: "adaptq", Recipe: r})
 		}
-		vs = append(vs, variant{Side: "adaptq", Recipe: "bitnet"}, variant{Side: "adaptq", Recipe: "bitnet", Rotate: true})
 	}
 	if has("imatrix") {
-		for _, r := range []string{"q4_k_m", "q3_k_m", "q2_k"} {
+		for _, r := range []string{"q4_k_m", "q2_k", "q3_k_m"} {
 			vs = append(vs, variant{Side: "llama.cpp", Recipe: r, IMatrix: true},
 				variant{Side: "adaptq", Recipe: r, IMatrix: true},
 				variant{Side: "adaptq", Recipe: r, IMatrix: true, Optimized: true})
 		}
+	}
+	if has("base") {
+		for _, r := range presets {
+			vs = append(vs, variant{Side: "adaptq", Recipe: r, Optimized: true}, variant{Side: "adaptq", Recipe: r, Rotate: true})
+		}
+		vs = append(vs, variant{Side: "adaptq", Recipe: "bitnet"})
+	}
+	if has("full") {
+		vs = append(vs, variant{Side: "llama.cpp", Recipe: "q6_k"}, variant{Side: "adaptq", Recipe: "q6_k"})
+		for _, r := range presets {
+			vs = append(vs, variant{Side: "adaptq", Recipe: r, Optimized: true, Rotate: true})
+		}
+		vs = append(vs, variant{Side: "adaptq", Recipe: "bitnet", Rotate: true})
 	}
 	if has("iquants") {
 		for _, r := range []string{"iq4_xs", "iq3_s", "iq3_m", "iq3_xxs", "iq2_m", "iq2_s", "iq2_xs", "iq2_xxs", "iq1_m", "iq1_s"} {
@@ -160,12 +170,13 @@ type bench struct {
 	cache               map[string]result // by key
 	cross               map[string]crossEntry
 	cachePath           string
+	report              func() error // rewrites the report from the caches
 }
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("qualitybench", flag.ContinueOnError)
 	modelsFlag := fs.String("models", "all", "comma-separated model names of testdata/models/REAL.md, or all")
-	setsFlag := fs.String("sets", "base", "row groups: base (presets, optimized, rotated), imatrix, iquants, budget, all")
+	setsFlag := fs.String("sets", "base", "row groups: base (presets; ours plain, --optimized, --rotate), full (also q6_k and --optimized --rotate), imatrix, iquants, all")
 	work := fs.String("work", ".tools/bench/quality", "cache folder")
 	out := fs.String("out", "docs/QUALITY.md", "the report to (re)write; its hand-written sections above the generated marker are kept")
 	ctxLen := fs.Int("ctx", 512, "window length of the evaluation (full protocol)")
@@ -205,15 +216,20 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	sets := strings.Split(*setsFlag, ",")
+	// The report holds every cached result of every model at this run's
+	// settings, so runs over different models and row groups add up; it
+	// is rewritten after every evaluated file, so an interrupted run
+	// leaves what it measured.
+	b.report = func() error {
+		all, cross, shown := b.cached(*windows)
+		return writeReport(filepath.Join(root, *out), b, shown, all, cross)
+	}
 	for _, m := range specs {
 		if _, _, err := b.model(ctx, m, variants(sets)); err != nil {
 			return fmt.Errorf("%s: %w", m.Name, err)
 		}
 	}
-	// The report holds every cached result of every model at this run's
-	// settings, so runs over different models and row groups add up.
-	all, cross, shown := b.cached(*windows)
-	return writeReport(filepath.Join(root, *out), b, shown, all, cross)
+	return b.report()
 }
 
 func selectModels(names, windows string) ([]modelSpec, error) {

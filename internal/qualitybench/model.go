@@ -132,7 +132,21 @@ func (b *bench) model(ctx context.Context, m modelSpec, vs []variant) ([]result,
 	var lq *llamaquant.Quantizer
 	var out []result
 	var cross []crossRow
-	for _, f := range []struct{ label, file string }{{"the package's GGUF (the import's source)", w.source}, {"the original as an F16 GGUF", w.f16}} {
+	// adaptq verify reads tokenizer.json beside a GGUF: the package's file
+	// is linked into a folder that has one.
+	src := filepath.Join(w.dir, "source", "model.gguf")
+	if err := os.MkdirAll(filepath.Dir(src), 0o755); err != nil {
+		return nil, nil, err
+	}
+	if err := copyTokenizer(w, filepath.Dir(src)); err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Lstat(src); err != nil {
+		if err := os.Symlink(w.source, src); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, f := range []struct{ label, file string }{{"the package's GGUF (the import's source)", src}, {"the original as an F16 GGUF", w.f16}} {
 		sha, _, err := fileSHA(f.file)
 		if err != nil {
 			return nil, nil, err
@@ -203,6 +217,9 @@ func (b *bench) model(ctx context.Context, m modelSpec, vs []variant) ([]result,
 		if err := b.saveCache(); err != nil {
 			return nil, nil, err
 		}
+		if err := b.report(); err != nil {
+			return nil, nil, err
+		}
 		out = append(out, r)
 	}
 	return out, cross, nil
@@ -261,13 +278,18 @@ func (b *bench) llamaQuantize(ctx context.Context, w *modelWork, lq *llamaquant.
 		return err
 	}
 	// adaptq verify looks for tokenizer.json beside a GGUF.
-	tok, err := os.ReadFile(filepath.Join(w.original, "tokenizer.json"))
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(filepath.Dir(file), "tokenizer.json"), tok, 0o644); err != nil {
+	if err := copyTokenizer(w, filepath.Dir(file)); err != nil {
 		return err
 	}
 	b.logf("%s: llama_model_quantize %s", w.spec.Name, v.Recipe)
 	return lq.Quantize(ctx, w.f16, file, v.Recipe, opt)
+}
+
+// copyTokenizer puts the original's tokenizer.json into dir.
+func copyTokenizer(w *modelWork, dir string) error {
+	tok, err := os.ReadFile(filepath.Join(w.original, "tokenizer.json"))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "tokenizer.json"), tok, 0o644)
 }
