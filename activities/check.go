@@ -225,6 +225,10 @@ func (a *Activities) checkInputs(ctx context.Context, in PlanInput) (*model.Chec
 		if _, _, err := a.checkFile(ctx, FieldImatrix, in.Imatrix, imatrixKind); err != nil {
 			return nil, err
 		}
+	} else if in.Calibration == nil {
+		if err := checkNeedsImatrix(ck, in.Recipe); err != nil {
+			return nil, err
+		}
 	}
 	if err := probeWrite(ctx, out, in.Output); err != nil {
 		return nil, err
@@ -294,6 +298,21 @@ func checkRecipe(r shards.Recipe) error {
 	}
 	if err := r.Validate(); err != nil {
 		return problem(FieldRecipe, "", err.Error(), "choose a recipe adaptq knows (`adaptq quantize -h` lists them)", err)
+	}
+	return nil
+}
+
+// checkNeedsImatrix refuses a recipe that, without an importance matrix,
+// writes a tensor in a type llama.cpp quantizes only with one
+// (shards.NeedsImatrix: the 1- and 2-bit i-quants).
+func checkNeedsImatrix(ck *model.Checkpoint, r shards.Recipe) error {
+	err := shards.MakePlan(ck).ImatrixRequired(ck, r)
+	var need *shards.ImatrixRequiredError
+	switch {
+	case errors.As(err, &need):
+		return problem(FieldRecipe, "", need.Error(), "give {imatrix} <file> or {calibration.text} <file>", err)
+	case err != nil:
+		return problem(FieldRecipe, "", err.Error(), "choose a recipe whose types fit the model's rows", err)
 	}
 	return nil
 }

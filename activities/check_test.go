@@ -22,8 +22,10 @@ import (
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/synth"
 	"github.com/ohms-project/adaptq/tokenizer"
 )
 
@@ -291,8 +293,14 @@ func FuzzNotText(f *testing.F) {
 // fixture (ones, 8 tokens), edited by edit, and returns its path.
 func writeIMatrix(t *testing.T, dir, name string, r shards.Recipe, edit func(*gguf.IMatrix)) string {
 	t.Helper()
+	return writeIMatrixFor(t, fixtureModel, dir, name, r, edit)
+}
+
+// writeIMatrixFor is writeIMatrix for the checkpoint in modelDir.
+func writeIMatrixFor(t *testing.T, modelDir, dir, name string, r shards.Recipe, edit func(*gguf.IMatrix)) string {
+	t.Helper()
 	ctx := context.Background()
-	st, _ := store.NewLocal(fixtureModel)
+	st, _ := store.NewLocal(modelDir)
 	ck, err := model.Open(ctx, st)
 	if err != nil {
 		t.Fatal(err)
@@ -418,5 +426,84 @@ func TestBOSFallback(t *testing.T) {
 	want, _ := fix.BOS()
 	if id, ok := BOS(fix, &model.Config{BOSTokenID: []int{7}}); !ok || id != want {
 		t.Fatalf("tokenizer's BOS %d, got %d %v", want, id, ok)
+	}
+}
+
+// synth256 writes a two-layer checkpoint whose rows are all multiples of
+// 256 (so no i-quant falls back to IQ4_NL), with the fixture's tokenizer.
+func synth256(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.NewLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, cfg, err := synth.ShapeConfig(`{"model_type":"llama","hidden_size":256,"intermediate_size":512,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":4,"vocab_size":512,"tie_word_embeddings":false}`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := synth.Write(context.Background(), st, raw, cfg, synth.Options{DType: safetensors.BF16, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(filepath.Join(fixtureModel, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestCheckNeedsImatrix: a recipe that writes a 1- or 2-bit i-quant
+// without an importance matrix is refused before the first shard in one
+// line naming the recipe and the first such tensor (Check and PlanModel);
+// with an imatrix file, on a model whose rows fall back (the fixture), or
+// for a recipe llama.cpp quantizes without one, it passes.
+func TestCheckNeedsImatrix(t *testing.T) {
+	ctx := context.Background()
+	m256 := synth256(t)
+	recipe := func(name string) shards.Recipe {
+		r, err := Recipe(name, shards.Rotation{Kind: "none"}, false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	imatrix := writeIMatrixFor(t, m256, t.TempDir(), "imatrix.gguf", recipe("iq2_xxs"), nil)
+	for _, tc := range []struct {
+		model, recipe, imatrix string
+		line                   string // "" passes
+	}{
+		{m256, "iq2_xxs", "", "recipe: recipe iq2_xxs needs an importance matrix (blk.0.attn_q.weight would be IQ2_XXS); give imatrix <file> or calibration.text <file>"},
+		{m256, "iq1_m", "", "recipe: recipe iq1_m needs an importance matrix (blk.0.attn_q.weight would be IQ1_M); give imatrix <file> or calibration.text <file>"},
+		{m256, "iq2_m", "", "recipe: recipe iq2_m needs an importance matrix (blk.0.attn_q.weight would be IQ2_S); give imatrix <file> or calibration.text <file>"},
+		{m256, "iq3_xxs", "", "recipe: recipe iq3_xxs needs an importance matrix (blk.0.attn_q.weight would be IQ2_S); give imatrix <file> or calibration.text <file>"},
+		{m256, "uniform-iq2_xs", "", "recipe: recipe uniform-iq2_xs needs an importance matrix (blk.0.attn_q.weight would be IQ2_XS); give imatrix <file> or calibration.text <file>"},
+		{m256, "iq2_xxs", imatrix, ""},
+		{m256, "iq4_xs", "", ""},
+		{m256, "iq3_s", "", ""},
+		{m256, "q2_k", "", ""},
+		{abs(t, fixtureModel), "iq1_s", "", ""},
+	} {
+		t.Run(tc.recipe, func(t *testing.T) {
+			in := PlanInput{Model: tc.model, Output: t.TempDir(), Recipe: recipe(tc.recipe), Imatrix: tc.imatrix}
+			_, err := (&Activities{}).Check(ctx, in)
+			if tc.line == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var p *Problem
+			if !errors.As(err, &p) || p.Field != FieldRecipe || err.Error() != tc.line {
+				t.Fatalf("%v\nwant %q", err, tc.line)
+			}
+			_, err = (&Activities{}).PlanModel(ctx, in)
+			var ae *temporal.ApplicationError
+			if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != ErrTypeBadInput || ae.Message() != tc.line {
+				t.Fatalf("PlanModel: %v, want the same line as non-retryable BadInput", err)
+			}
+		})
 	}
 }

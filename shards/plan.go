@@ -80,9 +80,10 @@ const uniformPrefix = "uniform-"
 //     every tensor gets the type llama.cpp gives it;
 //   - "uniform-<type>" (uniform-q4_k, uniform-q2_k, ...): that type for
 //     every linear layer and the embedding, except that Q2_K … Q5_K and
-//     the ternary types keep lm_head (and a tied embedding) at Q6_K and
-//     ternary ones the embedding at Q4_K, because those two tensors
-//     dominate the error;
+//     the ternary and 256-block i-quant types keep lm_head (and a tied
+//     embedding) at Q6_K, ternary ones the embedding at Q4_K and IQ2_XXS,
+//     IQ2_XS and IQ1_S (which need an importance the embedding never
+//     has) at Q2_K, because those two tensors dominate the error;
 //   - "bitnet": the tq2_0 preset's types with BitNet b1.58's ternary
 //     quantization of the linear layers.
 //
@@ -101,10 +102,16 @@ func NamedRecipe(name string) (Recipe, error) {
 		}
 		r.Linear, r.Embed, r.Output = t, t, t
 		switch t {
-		case quant.Q2_K, quant.Q3_K, quant.Q4_K, quant.Q5_K:
+		case quant.Q2_K, quant.Q3_K, quant.Q4_K, quant.Q5_K,
+			quant.IQ4_XS, quant.IQ3_S, quant.IQ3_XXS, quant.IQ2_S, quant.IQ1_M:
 			r.Output = quant.Q6_K
 		case quant.TQ1_0, quant.TQ2_0:
 			r.Embed, r.Output = quant.Q4_K, quant.Q6_K
+		case quant.IQ2_XXS, quant.IQ2_XS, quant.IQ1_S:
+			// ggml quantizes these only with an importance, which the
+			// embedding never has: Q2_K, as llama.cpp's iq2_xxs,
+			// iq2_xs and iq1_s presets do.
+			r.Embed, r.Output = quant.Q2_K, quant.Q6_K
 		}
 		return r, nil
 	}

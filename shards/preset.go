@@ -31,10 +31,10 @@ type Preset struct {
 	Base quant.Type
 }
 
-// presets are the file types adaptq reproduces. The i-quant mixtures
-// (iq4_xs, iq3_s, iq3_m, iq3_xxs, iq2_m, iq2_s, iq2_xs, iq2_xxs, iq1_m,
-// iq1_s) join this table, and their rules the switches of Type, when
-// package quant has their types.
+// presets are the file types adaptq reproduces: every llama-quantize
+// preset of the dense Llama family except q2_k_s and the MoE/FP4 ones.
+// Note llama.cpp's own defaults: iq2_s's base type is IQ2_XS and iq2_m's
+// IQ2_S, iq3_xs's and iq3_m's IQ3_S.
 var presets = []Preset{
 	{"f32", 0, quant.F32}, {"f16", 1, quant.F16}, {"bf16", 32, quant.BF16},
 	{"q8_0", 7, quant.Q8_0}, {"q6_k", 18, quant.Q6_K},
@@ -43,6 +43,10 @@ var presets = []Preset{
 	{"q3_k_l", 13, quant.Q3_K}, {"q3_k_m", 12, quant.Q3_K}, {"q3_k_s", 11, quant.Q3_K},
 	{"q2_k", 10, quant.Q2_K},
 	{"q5_1", 9, quant.Q5_1}, {"q5_0", 8, quant.Q5_0}, {"q4_1", 3, quant.Q4_1}, {"q4_0", 2, quant.Q4_0},
+	{"iq4_nl", 25, quant.IQ4_NL}, {"iq4_xs", 30, quant.IQ4_XS},
+	{"iq3_m", 27, quant.IQ3_S}, {"iq3_s", 26, quant.IQ3_S}, {"iq3_xs", 22, quant.IQ3_S}, {"iq3_xxs", 23, quant.IQ3_XXS},
+	{"iq2_m", 29, quant.IQ2_S}, {"iq2_s", 28, quant.IQ2_XS}, {"iq2_xs", 20, quant.IQ2_XS}, {"iq2_xxs", 19, quant.IQ2_XXS},
+	{"iq1_m", 31, quant.IQ1_M}, {"iq1_s", 24, quant.IQ1_S},
 	{"tq1_0", 36, quant.TQ1_0}, {"tq2_0", 37, quant.TQ2_0},
 }
 
@@ -133,27 +137,87 @@ func (p Preset) Type(cfg *model.Config, s Slot, imatrix bool) quant.Type {
 			return p.outputType(s.Cols)
 		}
 		return p.embedType()
+	}
+	if p.lowBitIQ() {
+		// llama.cpp's rules for the 1- and 2-bit i-quant mixtures come
+		// before, and instead of, all the others.
+		return p.lowBitIQType(s, m)
+	}
+	switch s.Role {
 	case model.RoleV:
 		return p.attnVType(s.Layer, m)
 	case model.RoleDown:
 		return p.ffnDownType(s.Layer, m)
 	case model.RoleO:
 		return p.attnOutputType()
+	case model.RoleQ, model.RoleK:
+		switch p.Name {
+		case "iq3_xs":
+			return quant.IQ3_XXS
+		case "iq3_xxs":
+			return quant.IQ2_S
+		}
+	case model.RoleGate, model.RoleUp:
+		// iq3_xs: the middle three quarters of the layers get IQ3_XXS.
+		if p.Name == "iq3_xs" && s.Layer >= m.layers/8 && s.Layer < 7*m.layers/8 {
+			return quant.IQ3_XXS
+		}
 	}
-	// The i-quant mixtures also change attn_q and attn_k (iq3_xs, iq3_xxs)
-	// and ffn_gate and ffn_up (iq3_xs): their cases go here.
+	return p.Base
+}
+
+// lowBitIQ reports whether the preset is one of the 1- and 2-bit i-quant
+// mixtures, which llama.cpp treats as a group.
+func (p Preset) lowBitIQ() bool {
+	switch p.Name {
+	case "iq2_xxs", "iq2_xs", "iq2_s", "iq2_m", "iq1_s", "iq1_m":
+		return true
+	}
+	return false
+}
+
+// lowBitIQType is the type of a projection under a lowBitIQ preset: more
+// bits for attn_v (Q4_K with four or more query heads per key/value head),
+// for the first eighth of ffn_down and for attn_output; iq2_s and iq2_m
+// raise them to IQ3_S, the others to Q2_K (attn_output: IQ2_XXS for iq1_*).
+func (p Preset) lowBitIQType(s Slot, m presetModel) quant.Type {
+	wide := p.Name == "iq2_s" || p.Name == "iq2_m"
+	switch s.Role {
+	case model.RoleV:
+		switch {
+		case m.gqa >= 4:
+			return quant.Q4_K
+		case wide:
+			return quant.IQ3_S
+		}
+		return quant.Q2_K
+	case model.RoleDown:
+		if s.Layer < m.layers/8 {
+			if wide {
+				return quant.IQ3_S
+			}
+			return quant.Q2_K
+		}
+	case model.RoleO:
+		switch {
+		case p.Name == "iq1_s" || p.Name == "iq1_m":
+			return quant.IQ2_XXS
+		case wide:
+			return quant.IQ3_S
+		}
+	}
 	return p.Base
 }
 
 // outputType is the type of lm_head, and of a tied embedding: Q8_0 when
-// the rows do not fit the base type's blocks, else Q6_K unless the base
-// is Q8_0.
+// the rows do not fit the base type's blocks, else Q5_K for the 1- and
+// 2-bit i-quant mixtures and iq3_xxs, and Q6_K unless the base is Q8_0.
 func (p Preset) outputType(cols int) quant.Type {
-	if cols%p.Base.BlockSize() != 0 {
+	switch {
+	case cols%p.Base.BlockSize() != 0, p.Base == quant.Q8_0:
 		return quant.Q8_0
-	}
-	if p.Base == quant.Q8_0 {
-		return quant.Q8_0
+	case p.lowBitIQ() || p.Name == "iq3_xxs":
+		return quant.Q5_K
 	}
 	return quant.Q6_K
 }
@@ -163,6 +227,10 @@ func (p Preset) embedType() quant.Type {
 	switch p.Name {
 	case "tq1_0", "tq2_0":
 		return quant.Q4_K
+	case "iq2_xxs", "iq2_xs", "iq1_s", "iq1_m":
+		return quant.Q2_K
+	case "iq2_s", "iq2_m", "iq3_xxs":
+		return quant.IQ3_S
 	}
 	return p.Base
 }
@@ -177,6 +245,19 @@ func (p Preset) attnVType(layer int, m presetModel) quant.Type {
 		if m.gqa >= 4 {
 			t = quant.Q4_K
 		}
+	case "iq3_xxs":
+		switch {
+		case m.gqa >= 4:
+			t = quant.Q4_K
+		case !m.imatrix:
+			t = quant.IQ3_S
+		}
+	case "iq3_xs", "iq3_s":
+		if m.gqa >= 4 {
+			t = quant.Q4_K
+		}
+	case "iq3_m":
+		t = quant.Q4_K
 	case "q3_k_m":
 		t = quant.Q4_K
 		if layer < 2 {
@@ -184,6 +265,10 @@ func (p Preset) attnVType(layer int, m presetModel) quant.Type {
 		}
 	case "q3_k_l":
 		t = quant.Q5_K
+	case "iq4_nl", "iq4_xs":
+		if m.gqa >= 4 {
+			t = quant.Q5_K
+		}
 	case "q4_k_m", "q5_k_m":
 		if useMoreBits(layer, m.layers) {
 			t = quant.Q6_K
@@ -208,16 +293,32 @@ func (p Preset) ffnDownType(layer int, m presetModel) quant.Type {
 	switch p.Name {
 	case "q2_k":
 		return quant.Q3_K
+	case "iq3_xxs":
+		// Without an importance matrix only.
+		if !m.imatrix {
+			if layer < n/8 {
+				return quant.Q4_K
+			}
+			return quant.Q3_K
+		}
 	case "q3_k_m":
 		if layer < n/16 {
 			return quant.Q5_K
 		}
 		return quant.Q4_K
+	case "iq3_m":
+		if layer < n/8 {
+			return quant.Q4_K
+		}
 	case "q3_k_l":
 		return quant.Q5_K
 	case "q4_k_m", "q5_k_m":
 		if useMoreBits(layer, n) {
 			return quant.Q6_K
+		}
+	case "iq4_nl", "iq4_xs":
+		if !m.imatrix && layer < n/8 {
+			return quant.Q5_K
 		}
 	case "q4_k_s":
 		if layer < n/8 {
@@ -242,12 +343,30 @@ func (p Preset) attnOutputType() quant.Type {
 	switch p.Name {
 	case "q2_k":
 		return quant.Q3_K
-	case "q3_k_m":
+	case "iq3_xxs":
+		return quant.IQ3_S
+	case "q3_k_m", "iq3_m":
 		return quant.Q4_K
 	case "q3_k_l":
 		return quant.Q5_K
 	}
 	return p.Base
+}
+
+// NeedsImatrix reports whether llama-quantize refuses to write a tensor
+// of type t (the type after the fallback) without an importance matrix
+// ("this quantization requires an importance matrix!",
+// tensor_requires_imatrix): IQ3_XXS, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_M and
+// IQ1_S, except for the embedding and lm_head.
+func NeedsImatrix(t quant.Type, role model.Role) bool {
+	if role == model.RoleEmbed || role == model.RoleLMHead {
+		return false
+	}
+	switch t {
+	case quant.IQ3_XXS, quant.IQ2_XXS, quant.IQ2_XS, quant.IQ2_S, quant.IQ1_M, quant.IQ1_S:
+		return true
+	}
+	return false
 }
 
 // PresetNames lists the presets' names, comma-separated (for usage and

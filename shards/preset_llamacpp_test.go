@@ -2,6 +2,7 @@ package shards
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,44 +23,75 @@ import (
 // (rows of 64 and 172, which fit no K-quant block and, for 172, no 32-block)
 // and synthetic checkpoints with real models' row lengths and head counts,
 // few layers and a small vocabulary (the vocabulary changes no rule of a
-// dense preset). Each names the presets it checks (nil: all but f32 and
-// bf16, which are copies) and whether it also checks them with an
-// importance matrix; the selection keeps `make test` quick, and
-// TestPresetTypesRealModels covers every preset on the real models.
+// dense preset). Each names the presets it checks (nil: all but f32, bf16
+// and the i-quant mixtures), whether it also checks them with an
+// importance matrix, and the i-quant mixtures it checks (with and without
+// one); the selection keeps `make test` quick (llama.cpp's i-quant
+// searches are slow), and TestPresetTypesRealModels covers every preset
+// on the real models.
 var presetShapes = []struct {
 	name, config string // config "" is the fixture
 	presets      []string
 	imatrix      bool
+	iq           []string
 }{
-	{"stories260k", "", allPresets(), true},
+	{"stories260k", "", allPresets(), true, nil},
 	// SmolLM2-135M: rows of 576 (not a multiple of 256), 9/3 heads (GQA 3), tied.
-	{"smollm2-135m-2L", `{"model_type":"llama","hidden_size":576,"intermediate_size":1536,"num_hidden_layers":2,"num_attention_heads":9,"num_key_value_heads":3,"vocab_size":2048,"tie_word_embeddings":true}`, nil, false},
+	{"smollm2-135m-2L", `{"model_type":"llama","hidden_size":576,"intermediate_size":1536,"num_hidden_layers":2,"num_attention_heads":9,"num_key_value_heads":3,"vocab_size":2048,"tie_word_embeddings":true}`, nil, false,
+		[]string{"iq4_xs", "iq2_xxs", "iq1_m"}},
 	// Qwen2.5-0.5B: rows of 896 and 4864, 14/2 heads (GQA 7), biases, untied (as the real file).
-	{"qwen2.5-0.5b-1L", `{"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,"num_hidden_layers":1,"num_attention_heads":14,"num_key_value_heads":2,"vocab_size":2048,"tie_word_embeddings":false}`, nil, false},
+	{"qwen2.5-0.5b-1L", `{"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,"num_hidden_layers":1,"num_attention_heads":14,"num_key_value_heads":2,"vocab_size":2048,"tie_word_embeddings":false}`, nil, false,
+		[]string{"iq2_m"}},
 	// Every row a multiple of 256, GQA 4, untied, 16 layers (n/8 = 2, n/16 = 1).
-	{"llama-gqa4-16L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":16,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":1024,"tie_word_embeddings":false}`, nil, true},
+	{"llama-gqa4-16L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":16,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":1024,"tie_word_embeddings":false}`, nil, true, allIQ()},
 	// Qwen3 (q/k norms), GQA 2, tied, 12 layers.
-	{"qwen3-12L", `{"model_type":"qwen3","hidden_size":256,"intermediate_size":512,"num_hidden_layers":12,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":64,"vocab_size":1024,"tie_word_embeddings":true}`, nil, false},
+	{"qwen3-12L", `{"model_type":"qwen3","hidden_size":256,"intermediate_size":512,"num_hidden_layers":12,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":64,"vocab_size":1024,"tie_word_embeddings":true}`, nil, false, allIQ()},
 	// 80 layers and GQA: llama.cpp's LLM_TYPE_70B, whose Q3_K and Q4_K
-	// attn_v get Q5_K (the presets with such an attn_v).
+	// attn_v get Q5_K (the presets with such an attn_v; not the 1- and
+	// 2-bit i-quants').
 	{"llama-70b-type-80L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":80,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":512,"tie_word_embeddings":false}`,
-		[]string{"q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m"}, false},
+		[]string{"q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m"}, false, []string{"iq4_xs", "iq3_s", "iq3_m", "iq3_xxs", "iq2_m"}},
 }
 
-// allPresets names every preset.
+// iqPreset reports whether a preset is one of the i-quant mixtures.
+func iqPreset(name string) bool { return strings.HasPrefix(name, "iq") }
+
+// allPresets names every preset but the i-quant mixtures.
 func allPresets() []string {
 	var names []string
 	for _, p := range Presets() {
-		names = append(names, p.Name)
+		if !iqPreset(p.Name) {
+			names = append(names, p.Name)
+		}
 	}
 	return names
 }
 
-// checkedPresets is a shape's preset list.
-func checkedPresets(names []string) []Preset {
+// allIQ names every i-quant mixture.
+func allIQ() []string {
+	var names []string
+	for _, p := range Presets() {
+		if iqPreset(p.Name) {
+			names = append(names, p.Name)
+		}
+	}
+	return names
+}
+
+// checkedPresets is a shape's preset list and its i-quant mixtures (nil:
+// all).
+func checkedPresets(names, iq []string) []Preset {
+	if iq == nil {
+		iq = allIQ()
+	}
 	var out []Preset
 	for _, p := range Presets() {
-		if (names == nil && p.Name != "f32" && p.Name != "bf16") || slices.Contains(names, p.Name) {
+		switch {
+		case iqPreset(p.Name):
+			if slices.Contains(iq, p.Name) {
+				out = append(out, p)
+			}
+		case (names == nil && p.Name != "f32" && p.Name != "bf16") || slices.Contains(names, p.Name):
 			out = append(out, p)
 		}
 	}
@@ -146,9 +178,13 @@ func TestPresetTypesLlamaCpp(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range checkedPresets(shape.presets) {
+			for _, p := range checkedPresets(shape.presets, shape.iq) {
+				// The i-quant mixtures run with and without an importance
+				// matrix on every shape: llama.cpp refuses some without
+				// one, and ImatrixRequired must say so exactly then.
+				iq := iqPreset(p.Name)
 				for _, imatrix := range []bool{false, true} {
-					if imatrix && (!shape.imatrix || !quantized(p.Base)) {
+					if imatrix && !iq && (!shape.imatrix || !quantized(p.Base)) {
 						continue
 					}
 					dst := filepath.Join(t.TempDir(), p.Name+".gguf")
@@ -156,15 +192,31 @@ func TestPresetTypesLlamaCpp(t *testing.T) {
 					if imatrix {
 						opt.Imatrix = onesImatrix(f16Header)
 					}
-					if err := lq.Quantize(ctx, f16, dst, p.Name, opt); err != nil {
-						t.Fatal(err)
-					}
-					want, _, err := llamaquant.TensorTypes(dst)
-					os.Remove(dst)
+					r, err := NamedRecipe(p.Name)
 					if err != nil {
 						t.Fatal(err)
 					}
-					r, err := NamedRecipe(p.Name)
+					qerr := lq.Quantize(ctx, f16, dst, p.Name, opt)
+					if !imatrix {
+						needErr := plan.ImatrixRequired(ck, r)
+						var need *ImatrixRequiredError
+						if needErr != nil && !errors.As(needErr, &need) {
+							t.Fatal(needErr)
+						}
+						refused := qerr != nil && strings.Contains(qerr.Error(), "importance matrix")
+						if refused != (need != nil) {
+							t.Errorf("%s without an imatrix: llama.cpp refuses: %v, ImatrixRequired: %v (llama.cpp: %v)", p.Name, refused, needErr, qerr)
+						}
+						if refused {
+							table = append(table, fmt.Sprintf("| %s | %s | %v | refused by both (%s) | 0 |", shape.name, p.Name, imatrix, need.Tensor))
+							continue
+						}
+					}
+					if qerr != nil {
+						t.Fatal(qerr)
+					}
+					want, _, err := llamaquant.TensorTypes(dst)
+					os.Remove(dst)
 					if err != nil {
 						t.Fatal(err)
 					}

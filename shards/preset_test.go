@@ -31,6 +31,19 @@ func TestNamedRecipes(t *testing.T) {
 		{"f16", "f16", 0, 1, false},
 		{"tq1_0", "tq1_0", 0, 36, false},
 		{"bitnet", "tq2_0", 0, 37, true},
+		{"iq4_xs", "iq4_xs", 0, 30, false},
+		{"IQ4_NL", "iq4_nl", 0, 25, false},
+		{"iq3_m", "iq3_m", 0, 27, false},
+		{"iq3_s", "iq3_s", 0, 26, false},
+		{"iq3_xs", "iq3_xs", 0, 22, false},
+		{"iq3_xxs", "iq3_xxs", 0, 23, false},
+		{"iq2_m", "iq2_m", 0, 29, false},
+		{"iq2_s", "iq2_s", 0, 28, false},
+		{"iq2_xs", "iq2_xs", 0, 20, false},
+		{"iq2_xxs", "iq2_xxs", 0, 19, false},
+		{"iq1_m", "iq1_m", 0, 31, false},
+		{"iq1_s", "iq1_s", 0, 24, false},
+		{"uniform-iq3_s", "", quant.IQ3_S, 26, false},
 		{"uniform-q4_k", "", quant.Q4_K, 14, false},
 		{"uniform-q3_k", "", quant.Q3_K, 11, false},
 		{"uniform-q2_k", "", quant.Q2_K, 10, false},
@@ -59,7 +72,7 @@ func TestNamedRecipes(t *testing.T) {
 			t.Errorf("%s: JSON round trip %s → %+v, %v", tc.name, b, back, err)
 		}
 	}
-	for _, bad := range []string{"q4_k_x", "uniform-q9", "iq2_xxs", ""} {
+	for _, bad := range []string{"q4_k_x", "uniform-q9", "q2_k_s", "mxfp4_moe", ""} {
 		if _, err := shards.NamedRecipe(bad); err == nil || !strings.Contains(err.Error(), bad) {
 			t.Errorf("NamedRecipe(%q): %v, want an error naming it", bad, err)
 		}
