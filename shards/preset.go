@@ -17,7 +17,8 @@ import (
 // family (llama, mistral, qwen2, qwen3): Type reproduces
 // llama_tensor_get_type_impl of src/llama-quant.cpp in the llama.cpp
 // release node-llama-cpp 3.21.1 bundles (dense models; not Falcon, not
-// mixtures of experts), and the fallback ladder of package quant
+// mixtures of experts; the i-quant mixtures' rules are tabled in
+// docs/PRESETS.md), and the fallback ladder of package quant
 // (quant.FitType) then handles rows the chosen type cannot hold, as
 // llama.cpp's tensor_type_fallback does. The tests compare every tensor's
 // type with libllama's own llama_model_quantize.

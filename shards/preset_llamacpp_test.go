@@ -35,22 +35,28 @@ var presetShapes = []struct {
 	imatrix      bool
 	iq           []string
 }{
-	{"stories260k", "", allPresets(), true, nil},
+	{"stories260k", "", allPresets(), true, allIQ()},
 	// SmolLM2-135M: rows of 576 (not a multiple of 256), 9/3 heads (GQA 3), tied.
 	{"smollm2-135m-2L", `{"model_type":"llama","hidden_size":576,"intermediate_size":1536,"num_hidden_layers":2,"num_attention_heads":9,"num_key_value_heads":3,"vocab_size":2048,"tie_word_embeddings":true}`, nil, false,
-		[]string{"iq4_xs", "iq2_xxs", "iq1_m"}},
+		[]string{"iq4_xs", "iq2_xxs"}},
 	// Qwen2.5-0.5B: rows of 896 and 4864, 14/2 heads (GQA 7), biases, untied (as the real file).
 	{"qwen2.5-0.5b-1L", `{"model_type":"qwen2","hidden_size":896,"intermediate_size":4864,"num_hidden_layers":1,"num_attention_heads":14,"num_key_value_heads":2,"vocab_size":2048,"tie_word_embeddings":false}`, nil, false,
 		[]string{"iq2_m"}},
 	// Every row a multiple of 256, GQA 4, untied, 16 layers (n/8 = 2, n/16 = 1).
-	{"llama-gqa4-16L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":16,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":1024,"tie_word_embeddings":false}`, nil, true, allIQ()},
+	{"llama-gqa4-16L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":16,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":1024,"tie_word_embeddings":false}`, nil, true, nil},
+	// The same with 8 layers (n/8 = 1) for the i-quant mixtures, whose
+	// searches are slow in llama.cpp too.
+	{"llama-gqa4-8L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":8,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":512,"tie_word_embeddings":false}`, []string{}, false, allIQ()},
 	// Qwen3 (q/k norms), GQA 2, tied, 12 layers.
-	{"qwen3-12L", `{"model_type":"qwen3","hidden_size":256,"intermediate_size":512,"num_hidden_layers":12,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":64,"vocab_size":1024,"tie_word_embeddings":true}`, nil, false, allIQ()},
+	{"qwen3-12L", `{"model_type":"qwen3","hidden_size":256,"intermediate_size":512,"num_hidden_layers":12,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":64,"vocab_size":1024,"tie_word_embeddings":true}`, nil, false, nil},
+	// The same with 4 layers for the i-quant mixtures: GQA below 4 and
+	// a tied embedding (the output's rules).
+	{"qwen3-4L", `{"model_type":"qwen3","hidden_size":256,"intermediate_size":512,"num_hidden_layers":4,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":64,"vocab_size":512,"tie_word_embeddings":true}`, []string{}, false, allIQ()},
 	// 80 layers and GQA: llama.cpp's LLM_TYPE_70B, whose Q3_K and Q4_K
 	// attn_v get Q5_K (the presets with such an attn_v; not the 1- and
-	// 2-bit i-quants').
+	// 2-bit i-quants', which iq2_m checks).
 	{"llama-70b-type-80L", `{"model_type":"llama","hidden_size":256,"intermediate_size":256,"num_hidden_layers":80,"num_attention_heads":4,"num_key_value_heads":1,"vocab_size":512,"tie_word_embeddings":false}`,
-		[]string{"q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m"}, false, []string{"iq4_xs", "iq3_s", "iq3_m", "iq3_xxs", "iq2_m"}},
+		[]string{"q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m"}, false, []string{"iq3_m", "iq2_m"}},
 }
 
 // iqPreset reports whether a preset is one of the i-quant mixtures.
@@ -78,12 +84,9 @@ func allIQ() []string {
 	return names
 }
 
-// checkedPresets is a shape's preset list and its i-quant mixtures (nil:
-// all).
+// checkedPresets is a shape's preset list (nil: all but f32, bf16 and the
+// i-quant mixtures) and its i-quant mixtures.
 func checkedPresets(names, iq []string) []Preset {
-	if iq == nil {
-		iq = allIQ()
-	}
 	var out []Preset
 	for _, p := range Presets() {
 		switch {
