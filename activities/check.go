@@ -152,7 +152,9 @@ type TextInput struct {
 // exists, is UTF-8 text and makes at least one window at its context once
 // tokenized), the importance-matrix file (exists and is readable; its
 // parsing and matching the model belong here too when the calibration work
-// adds them, as do a budget file's), and the output (a probe object is
+// adds them, as do a budget file's) or, without one and without a
+// calibration text, that the recipe writes no type llama.cpp quantizes only
+// with one (shards.Plan.ImatrixRequired), and the output (a probe object is
 // written and deleted). The CLI calls it before it starts a workflow and
 // PlanModel again, so a run started with `temporal workflow start` gets the
 // same checks. Bad input is a *Problem; any other error is a fault of a
