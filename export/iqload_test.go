@@ -122,9 +122,26 @@ func TestIQRecipesLoadInLlamaCpp(t *testing.T) {
 	var table []string
 	// f16, q8_0 and q4_k_m (which multiply in llama.cpp's integer mode on
 	// our side too) measure how far the two engines are apart on this
-	// model without an i-quant.
-	for _, name := range append([]string{"f16", "q8_0", "q4_k_m"}, iqRecipes...) {
-		t.Run(name, func(t *testing.T) {
+	// model without an i-quant; q4_k_m again with our float32 products
+	// (infer.Options.Exact, as the i-quants but IQ4_NL are multiplied)
+	// measures what llama.cpp's Q8_K activations alone move.
+	cases := []struct {
+		name  string
+		exact bool
+	}{{"f16", false}, {"q8_0", false}, {"q4_k_m", false}, {"q4_k_m", true}}
+	for _, name := range iqRecipes {
+		cases = append(cases, struct {
+			name  string
+			exact bool
+		}{name, false})
+	}
+	for _, tc := range cases {
+		name := tc.name
+		label := name
+		if tc.exact {
+			label += " (ours float32)"
+		}
+		t.Run(label, func(t *testing.T) {
 			r := recipe(t, name, false)
 			r.Imatrix = ref
 			dir := t.TempDir()
@@ -147,7 +164,7 @@ func TestIQRecipesLoadInLlamaCpp(t *testing.T) {
 			if len(resp.Score) != len(scored) {
 				t.Fatalf("llama.cpp scored %d windows, want %d", len(resp.Score), len(scored))
 			}
-			g, err := infer.LoadGGUF(ctx, out, export.GGUFKey, infer.Options{})
+			g, err := infer.LoadGGUF(ctx, out, export.GGUFKey, infer.Options{Exact: tc.exact})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +191,7 @@ func TestIQRecipesLoadInLlamaCpp(t *testing.T) {
 				}
 			}
 			mean := sumD / float64(n)
-			row := fmt.Sprintf("| %s | %.3f | %d | %.4f | %.4f | %.3g | %.3g |", name, sum.BitsPerWeight, n,
+			row := fmt.Sprintf("| %s | %.3f | %d | %.4f | %.4f | %.3g | %.3g |", label, sum.BitsPerWeight, n,
 				sumTheirs/float64(n), sumOurs/float64(n), maxD, mean)
 			table = append(table, row)
 			t.Log(row)
