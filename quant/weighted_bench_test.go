@@ -86,3 +86,28 @@ func BenchmarkQuantizeOptWeighted(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkQuantizeOptWeightedRows is BenchmarkQuantizeOptWeighted on the
+// first 256 rows of the benchmark matrix (2.8 M values): short enough to
+// repeat and alternate with another build on a shared machine.
+//
+//	go test ./quant -run '^$' -bench QuantizeOptWeightedRows -benchtime 2x -cpu 1
+func BenchmarkQuantizeOptWeightedRows(b *testing.B) {
+	const rows = 256
+	src, imp := benchMatrix()[:rows*benchRowLen], benchImportance()
+	for _, typ := range []Type{Q2_K, Q3_K, Q4_K, Q5_K, Q6_K} {
+		b.Run(typ.String(), func(b *testing.B) {
+			dst := make([]byte, rows*benchRowSize(b, typ))
+			b.SetBytes(int64(4 * len(src)))
+			b.ResetTimer()
+			m := startCPU()
+			for range b.N {
+				if err := Quantize(typ, dst, src, benchRowLen, imp); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			m.report(b, 4*len(src), len(src))
+		})
+	}
+}
