@@ -167,75 +167,79 @@ func (a *Activities) Check(ctx context.Context, in PlanInput) (*model.Checkpoint
 // check is Check; it also returns the SHA-256 of the importance matrix's
 // bytes ("" without one).
 func (a *Activities) check(ctx context.Context, in PlanInput) (*model.Checkpoint, string, error) {
-	ck, err := a.checkInputs(ctx, in)
-	if err != nil || in.Imatrix == "" {
-		return ck, "", err
-	}
-	sha, err := a.checkIMatrix(ctx, ck, in.Recipe, in.Imatrix)
+	ck, out, err := a.checkInputs(ctx, in)
 	if err != nil {
+		return nil, "", err
+	}
+	sha := ""
+	if in.Imatrix != "" {
+		if sha, err = a.checkIMatrix(ctx, ck, in.Recipe, in.Imatrix); err != nil {
+			return nil, "", err
+		}
+	}
+	// The probe write comes last: a refused input leaves no output folder.
+	if err := probeWrite(ctx, out, in.Output); err != nil {
 		return nil, "", err
 	}
 	return ck, sha, nil
 }
 
-// checkInputs is everything Check does but parse the importance matrix.
-func (a *Activities) checkInputs(ctx context.Context, in PlanInput) (*model.Checkpoint, error) {
+// checkInputs is everything Check does but parse the importance matrix
+// and probe the output; it returns the checkpoint and the output store.
+func (a *Activities) checkInputs(ctx context.Context, in PlanInput) (*model.Checkpoint, store.Store, error) {
 	if err := checkRecipe(in.Recipe); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cal TextInput
 	if in.Calibration != nil {
 		var err error
 		if cal, err = calibSpec(*in.Calibration, in.Imatrix, in.Evaluation); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	var ev TextInput
 	if in.Evaluation != nil {
 		var err error
 		if ev, err = textSpec(FieldEvalText, FieldEvalCtx, FieldEvalProtocol, *in.Evaluation); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	src, err := a.openChecked(ctx, FieldModel, in.Model)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out, err := a.openChecked(ctx, FieldOutput, in.Output)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ck, err := checkModel(ctx, src, in.Model)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tok, err := checkTokenizer(ctx, src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if in.Evaluation != nil {
 		if err := a.checkText(ctx, FieldEvalText, FieldEvalCtx, ev, tok, ck.Config, store.Describe(src, model.TokenizerFile)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if in.Calibration != nil {
 		if err := a.checkText(ctx, FieldCalibText, FieldCalibCtx, cal, tok, ck.Config, store.Describe(src, model.TokenizerFile)); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if in.Imatrix != "" {
 		if _, _, err := a.checkFile(ctx, FieldImatrix, in.Imatrix, imatrixKind); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	} else if in.Calibration == nil {
 		if err := checkNeedsImatrix(ck, in.Recipe); err != nil {
 			return nil, err
 		}
 	}
-	if err := probeWrite(ctx, out, in.Output); err != nil {
-		return nil, err
-	}
-	return ck, nil
+	return ck, out, nil
 }
 
 const imatrixKind = "an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)"

@@ -110,6 +110,12 @@ func badArgCases(t *testing.T, dir string) []badArgCase {
 	binary := write("binary.txt", "Once upon a time\xff\xfe\x00")
 	write("a-file", "not a folder\n")
 	emptyImatrix := write("empty.imatrix", "")
+	empty := write("empty.txt", "")
+	// A GGUF imatrix cut after its header, a legacy .dat one whose first
+	// entry names 2^31-1 bytes, and a file in neither format.
+	truncGGUF := write("truncated.gguf", "GGUF\x03\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00")
+	lyingDat := write("lying.dat", "\x01\x00\x00\x00\xff\xff\xff\x7fblk.0.attn_q.weight")
+	textImatrix := write("notes.imatrix", "these are not importance sums\n")
 	_, unknownRecipe := shards.NamedRecipe("q9_k") // its text lists the recipes
 	return []badArgCase{
 		{"missing model (issue 19)", []string{"--model", "/nonexistent"}, nil,
@@ -142,6 +148,20 @@ func badArgCases(t *testing.T, dir string) []badArgCase {
 			"adaptq quantize: {dir}/missing.imatrix: not found; give --imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)", 2},
 		{"empty imatrix", []string{"--model", model, "--imatrix", emptyImatrix}, nil,
 			"adaptq quantize: " + emptyImatrix + ": is empty; give --imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)", 2},
+		{"empty text", []string{"--model", model, "--text", empty}, nil,
+			"adaptq quantize: " + empty + ": is empty; give --text an existing UTF-8 text file", 2},
+		{"empty calibration text", []string{"--model", model, "--calib-text", empty}, nil,
+			"adaptq quantize: " + empty + ": is empty; give --calib-text an existing UTF-8 text file", 2},
+		{"calibration text not UTF-8", []string{"--model", model, "--calib-text", binary}, nil,
+			"adaptq quantize: " + binary + ": not UTF-8 text (invalid byte 0xff at byte 16); give --calib-text a UTF-8 text file", 2},
+		{"calibration text shorter than a window", []string{"--model", model, "--calib-text", short}, nil,
+			"adaptq quantize: " + short + ": 12 tokens, less than one window of 512 (protocol llama.cpp needs 511); give a longer text or a smaller --calib-ctx", 2},
+		{"truncated GGUF imatrix", []string{"--model", model, "--imatrix", truncGGUF}, nil,
+			"adaptq quantize: " + truncGGUF + ": not a usable importance matrix: imatrix: gguf: at offset 8: tensor count 2 exceeds what the 4 bytes left can hold; give --imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)", 2},
+		{"legacy imatrix with a lying name length", []string{"--model", model, "--imatrix", lyingDat}, nil,
+			"adaptq quantize: " + lyingDat + ": not a usable importance matrix: imatrix (legacy): entry 0: name length 2147483647 (want 1 to 4096); give --imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)", 2},
+		{"imatrix in neither format", []string{"--model", model, "--imatrix", textImatrix}, nil,
+			"adaptq quantize: " + textImatrix + ": not a usable importance matrix: imatrix (legacy): entry count 1936025716 is out of range for a file of 30 bytes; give --imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)", 2},
 		{"S3 location without credentials", []string{"--model", "s3://models/stories260k"}, noS3Credentials(t),
 			"adaptq quantize: s3://models/stories260k: no S3 credentials: AWS_ACCESS_KEY_ID is not set and no IAM role gave any; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and ADAPTQ_S3_ENDPOINT for MinIO) where adaptq runs", 2},
 		{"unreachable Temporal", []string{"--model", model, "--temporal", "{closed}"}, nil,
