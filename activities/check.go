@@ -236,7 +236,7 @@ func (a *Activities) checkInputs(ctx context.Context, in PlanInput) (*model.Chec
 		}
 	} else if in.Calibration == nil {
 		if err := checkNeedsImatrix(ck, in.Recipe); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	return ck, out, nil
