@@ -116,6 +116,7 @@ func badArgCases(t *testing.T, dir string) []badArgCase {
 	truncGGUF := write("truncated.gguf", "GGUF\x03\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00")
 	lyingDat := write("lying.dat", "\x01\x00\x00\x00\xff\xff\xff\x7fblk.0.attn_q.weight")
 	textImatrix := write("notes.imatrix", "these are not importance sums\n")
+	text, _ := filepath.Abs(fixtureText)
 	_, unknownRecipe := shards.NamedRecipe("q9_k") // its text lists the recipes
 	return []badArgCase{
 		{"missing model (issue 19)", []string{"--model", "/nonexistent"}, nil,
@@ -162,6 +163,8 @@ func badArgCases(t *testing.T, dir string) []badArgCase {
 			"adaptq quantize: " + lyingDat + ": not a usable importance matrix: imatrix (legacy): entry 0: name length 2147483647 (want 1 to 4096); give --imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)", 2},
 		{"imatrix in neither format", []string{"--model", model, "--imatrix", textImatrix}, nil,
 			"adaptq quantize: " + textImatrix + ": not a usable importance matrix: imatrix (legacy): entry count 1936025716 is out of range for a file of 30 bytes; give --imatrix an importance-matrix file (llama-imatrix or `adaptq calibrate` writes one)", 2},
+		{"calibration on the evaluation text", []string{"--model", model, "--text", text, "--calib-text", text}, nil,
+			"adaptq quantize: " + text + ": is also the evaluation text: an importance collected on the text the model is measured on flatters it; give --calib-text a text disjoint from --text", 2},
 		{"S3 location without credentials", []string{"--model", "s3://models/stories260k"}, noS3Credentials(t),
 			"adaptq quantize: s3://models/stories260k: no S3 credentials: AWS_ACCESS_KEY_ID is not set and no IAM role gave any; export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and ADAPTQ_S3_ENDPOINT for MinIO) where adaptq runs", 2},
 		{"unreachable Temporal", []string{"--model", model, "--temporal", "{closed}"}, nil,
