@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -12,7 +13,10 @@ import (
 	"time"
 
 	"github.com/ohms-project/adaptq/internal/testenv"
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/shards"
+	"github.com/ohms-project/adaptq/store"
+	"github.com/ohms-project/adaptq/synth"
 )
 
 // runMainEnv makes the test binary run the CLI's main instead of the
@@ -118,6 +122,21 @@ func badArgCases(t *testing.T, dir string) []badArgCase {
 	textImatrix := write("notes.imatrix", "these are not importance sums\n")
 	text, _ := filepath.Abs(fixtureText)
 	_, unknownRecipe := shards.NamedRecipe("q9_k") // its text lists the recipes
+	// A checkpoint whose rows all fit IQ2_XXS's 256-blocks (the fixture's
+	// fall back to IQ4_NL, which needs no importance matrix).
+	m256 := filepath.Join(dir, "m256")
+	if st, err := store.NewLocal(m256); err != nil {
+		t.Fatal(err)
+	} else if raw, cfg, err := synth.ShapeConfig(`{"model_type":"llama","hidden_size":256,"intermediate_size":512,"num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":4,"vocab_size":512,"tie_word_embeddings":false}`, 0); err != nil {
+		t.Fatal(err)
+	} else if err := synth.Write(context.Background(), st, raw, cfg, synth.Options{DType: safetensors.BF16, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := os.ReadFile(filepath.Join(model, "tokenizer.json")); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(filepath.Join(m256, "tokenizer.json"), tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return []badArgCase{
 		{"missing model (issue 19)", []string{"--model", "/nonexistent"}, nil,
 			"adaptq quantize: /nonexistent: does not exist; give --model the folder (file:// or s3:// location) holding config.json and the *.safetensors files", 2},
@@ -139,6 +158,8 @@ func badArgCases(t *testing.T, dir string) []badArgCase {
 			"adaptq quantize: {dir}/a-file/out: a part of the path is a file, not a folder; give --out a location you can write", 2},
 		{"unknown recipe", []string{"--model", model, "--recipe", "q9_k"}, nil,
 			"adaptq quantize: --recipe: " + unknownRecipe.Error() + "; choose a recipe adaptq knows (`adaptq quantize -h` lists them)", 2},
+		{"i-quant recipe without an importance matrix", []string{"--model", m256, "--recipe", "iq2_xxs"}, nil,
+			"adaptq quantize: --recipe: recipe iq2_xxs needs an importance matrix (blk.0.attn_q.weight would be IQ2_XXS); give --imatrix <file> or --calib-text <file>", 2},
 		{"--heads without --rotate", []string{"--model", model, "--heads"}, nil,
 			"adaptq quantize: --heads: rotates each head's value/output pair of a rotated model, but --rotate is not hadamard; add --rotate hadamard or drop --heads", 2},
 		{"--protocol without --text", []string{"--model", model, "--protocol", "llama.cpp"}, nil,
@@ -219,7 +240,8 @@ func TestBadArgumentsOnWorker(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range badArgCases(t, dir) {
 		switch tc.name {
-		case "missing model (issue 19)", "unknown architecture", "text shorter than a window", "missing text at the root (issue 19)", "missing imatrix":
+		case "missing model (issue 19)", "unknown architecture", "text shorter than a window", "missing text at the root (issue 19)", "missing imatrix",
+			"i-quant recipe without an importance matrix":
 		default:
 			continue
 		}
