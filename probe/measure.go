@@ -49,14 +49,32 @@ type Report struct {
 // Measure measures every target at every candidate type and probes each end
 // to end (see Options), then fits the sensitivity model D = S_t·err^α.
 func Measure(ctx context.Context, p *Prober, targets []Target, o Options) (*Report, error) {
+	rep, err := MeasureTargets(ctx, p, targets, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := rep.Fit(o.probeType()); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func (o Options) probeType() quant.Type {
+	if o.ProbeType == 0 {
+		return quant.Q4_0
+	}
+	return o.ProbeType
+}
+
+// MeasureTargets is Measure without the fit: the measurements of some of a
+// model's targets (a fleet's unit of work), to be merged (Merge) and
+// fitted (Report.Fit) with the others'.
+func MeasureTargets(ctx context.Context, p *Prober, targets []Target, o Options) (*Report, error) {
 	types := o.Types
 	if types == nil {
 		types = DefaultTypes
 	}
-	probeT := o.ProbeType
-	if probeT == 0 {
-		probeT = quant.Q4_0
-	}
+	probeT := o.probeType()
 	rep := &Report{ProbeTokens: p.Tokens()}
 	for i, t := range targets {
 		if err := ctx.Err(); err != nil {
@@ -106,9 +124,37 @@ func Measure(ctx context.Context, p *Prober, targets []Target, o Options) (*Repo
 			o.Progress(t.Name, i+1, len(targets))
 		}
 	}
+	return rep, nil
+}
+
+// Merge joins the measurements of disjoint sets of targets, in the order
+// given (unfitted: call Fit).
+func Merge(parts ...*Report) (*Report, error) {
+	out := &Report{}
+	seen := map[string]bool{}
+	for _, r := range parts {
+		if out.ProbeTokens != 0 && r.ProbeTokens != out.ProbeTokens {
+			return nil, fmt.Errorf("probe: merging measurements on %d and %d tokens", out.ProbeTokens, r.ProbeTokens)
+		}
+		out.ProbeTokens = r.ProbeTokens
+		for _, t := range r.Tensors {
+			if seen[t.Name] {
+				return nil, fmt.Errorf("probe: tensor %s measured twice", t.Name)
+			}
+			seen[t.Name] = true
+		}
+		out.Tensors = append(out.Tensors, r.Tensors...)
+		out.Probes = append(out.Probes, r.Probes...)
+	}
+	return out, nil
+}
+
+// Fit fits the sensitivity model to the report's probes (probeT is the type
+// every tensor was probed at) and measures its held-out rank correlation.
+func (rep *Report) Fit(probeT quant.Type) error {
 	s, err := budget.Fit(rep.Probes, 1)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// A tensor whose probe moved nothing measurable gets the smallest
 	// sensitivity measured, so that it still has a damage.
@@ -116,7 +162,7 @@ func Measure(ctx context.Context, p *Prober, targets []Target, o Options) (*Repo
 	for _, v := range s.S {
 		least = min(least, v)
 	}
-	for _, t := range targets {
+	for _, t := range rep.Tensors {
 		if _, ok := s.S[t.Name]; !ok {
 			s.S[t.Name] = least
 		}
@@ -144,5 +190,5 @@ func Measure(ctx context.Context, p *Prober, targets []Target, o Options) (*Repo
 			rep.Spearman = r
 		}
 	}
-	return rep, nil
+	return nil
 }

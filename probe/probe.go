@@ -265,3 +265,35 @@ func (p *Prober) KLD(ctx context.Context, t Target, vals []float32) (float64, er
 	}
 	return s.Result().KLMean, nil
 }
+
+// Accounting returns the bytes of a file's tensors that are not targets
+// (norms and biases, written as F32) and the number of weights of every
+// tensor the file holds (a tied lm_head counted once, as the file holds
+// it once), for checkpoint ck whose targets are named by targets.
+func Accounting(ck *model.Checkpoint, targets []string) (fixedBytes, weights int64, err error) {
+	in := map[string]bool{}
+	for _, n := range targets {
+		in[n] = true
+	}
+	found := 0
+	for _, t := range ck.Tensors {
+		if t.Role == model.RoleUnknown || t.Role == model.RoleLMHead && ck.Config.TieWordEmbeddings {
+			continue
+		}
+		name, err := gguf.TensorName(t.Role, t.Layer, t.Bias)
+		if err != nil {
+			continue
+		}
+		if in[name] {
+			found++
+			weights += t.NumElements()
+			continue
+		}
+		weights += t.NumElements()
+		fixedBytes += 4 * t.NumElements()
+	}
+	if found != len(in) {
+		return 0, 0, fmt.Errorf("probe: %d of %d targets are tensors of %s", found, len(in), ck.Store.Location())
+	}
+	return fixedBytes, weights, nil
+}

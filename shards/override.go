@@ -10,6 +10,7 @@ import "github.com/ohms-project/adaptq/quant"
 // key of its own and never reuses the object of the first attempt.
 func (r Recipe) WithType(t quant.Type) Recipe {
 	r.Linear, r.Embed, r.Output = t, t, t
+	r.Tensors = nil // a budget's per-tensor types give way too
 	if len(r.Roles) > 0 {
 		roles := make(map[string]quant.Type, len(r.Roles))
 		for role := range r.Roles {

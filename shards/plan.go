@@ -306,30 +306,37 @@ func (p *Plan) Key(s Shard, r Recipe) string {
 	return fmt.Sprintf("shards/%s-%s.adqs", s.Name, hex.EncodeToString(h.Sum(nil))[:24])
 }
 
-// shardTensors keeps the per-tensor types of the tensors shard s writes
-// (by the layer in their llama.cpp names), so that changing one tensor's
-// type changes only its own shard's key.
+// shardTensors keeps the per-tensor types of the tensors shard s writes,
+// so that changing one tensor's type changes only its own shard's key.
 func shardTensors(s Shard, types map[string]quant.Type) map[string]quant.Type {
 	if len(types) == 0 {
 		return nil
 	}
-	var prefix []string
-	switch {
-	case s.Layer >= 0:
-		prefix = []string{fmt.Sprintf("blk.%d.", s.Layer)}
-	case s.Name == "embed":
-		prefix = []string{"token_embd."}
-	default:
-		// the head: the final norm and lm_head
-		prefix = []string{"output.", "output_norm."}
-	}
 	out := map[string]quant.Type{}
 	for name, t := range types {
-		for _, p := range prefix {
-			if strings.HasPrefix(name, p) {
-				out[name] = t
-			}
+		if s.Writes(name) {
+			out[name] = t
 		}
 	}
 	return out
+}
+
+// Writes reports whether the shard writes the tensor of this llama.cpp
+// name, by the layer in the name: "blk.N." for layer N, token_embd for
+// "embed", output and output_norm for "head".
+func (s Shard) Writes(ggufName string) bool {
+	switch {
+	case s.Layer >= 0:
+		return strings.HasPrefix(ggufName, fmt.Sprintf("blk.%d.", s.Layer))
+	case s.Name == "embed":
+		return strings.HasPrefix(ggufName, "token_embd.")
+	}
+	return strings.HasPrefix(ggufName, "output.") || strings.HasPrefix(ggufName, "output_norm.")
+}
+
+// ForShard returns the recipe with only shard s's per-tensor types: what a
+// shard's activity needs, and what its key is derived from.
+func (r Recipe) ForShard(s Shard) Recipe {
+	r.Tensors = shardTensors(s, r.Tensors)
+	return r
 }

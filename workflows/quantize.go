@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ohms-project/adaptq/activities"
+	"github.com/ohms-project/adaptq/budget"
 	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/quant"
@@ -48,6 +49,9 @@ func newQuantizeRun(ctx workflow.Context, in QuantizeInput) (*quantizeRun, error
 	}
 	r := &quantizeRun{in: in, recipe: recipe, st: in.State, running: map[int]bool{}}
 	r.in.State = nil
+	if r.st != nil && r.st.Budget != nil {
+		r.recipe.Tensors = r.st.Budget.Plan.Types
+	}
 	r.work, r.cancelWork = workflow.WithCancel(ctx)
 	if r.st != nil {
 		r.paused = r.st.Paused
@@ -78,6 +82,11 @@ func (r *quantizeRun) execute(ctx workflow.Context) (*Summary, error) {
 	if err := r.calibrate(ctx); err != nil {
 		return r.fail(ctx, err)
 	}
+	if r.in.Budget != nil && r.st.Budget == nil && workflow.GetVersion(ctx, "budget", workflow.DefaultVersion, 1) == 1 {
+		if err := r.budget(ctx); err != nil {
+			return r.fail(ctx, err)
+		}
+	}
 	finished, err := r.quantize(ctx)
 	if err != nil {
 		return r.fail(ctx, err)
@@ -85,8 +94,6 @@ func (r *quantizeRun) execute(ctx workflow.Context) (*Summary, error) {
 	if !finished {
 		return nil, r.continueAsNew(ctx)
 	}
-	// A budget's measurement phase goes here: after the shards, before
-	// the stitch.
 	sum, err := r.stitch(ctx)
 	if err != nil {
 		return r.fail(ctx, err)
@@ -165,6 +172,55 @@ func (r *quantizeRun) calibrate(ctx workflow.Context) error {
 		}
 	}
 	r.recipe.Imatrix = r.st.Imatrix
+	return nil
+}
+
+// budget measures every shard's tensors on the evaluation queue (all
+// shards at once; each measurement is stored under a derived key, so a
+// retry reuses it), then allocates the types (PlanBudget) into the state.
+func (r *quantizeRun) budget(ctx workflow.Context) error {
+	var a *activities.Activities
+	r.setPhase(ctx, PhaseBudget)
+	b := r.in.Budget
+	start := workflow.Now(ctx)
+	ectx := workflow.WithActivityOptions(r.work, workflow.ActivityOptions{
+		TaskQueue:           workflow.GetInfo(ctx).TaskQueueName + EvalQueueSuffix,
+		StartToCloseTimeout: 6 * time.Hour, HeartbeatTimeout: 10 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}}})
+	var prep activities.EvalPrep
+	if err := workflow.ExecuteActivity(ectx, a.PrepareEval, activities.EvalPrepInput{Reference: r.in.Model, Text: b.Text,
+		Output: r.in.Output, Ctx: b.Ctx, Protocol: string(infer.ProtocolFull)}).Get(ctx, &prep); err != nil {
+		return fmt.Errorf("budget text: %w", err)
+	}
+	pr := activities.BudgetProbe{IDsKey: prep.IDsKey, Ctx: b.Ctx, BOS: prep.BOS, Windows: b.Windows, AlphaEvery: b.AlphaEvery, Optimized: r.in.Optimized}
+	futures := make([]workflow.Future, len(r.st.Plan.Shards))
+	for i := range futures {
+		futures[i] = workflow.ExecuteActivity(ectx, a.MeasureBudget, activities.MeasureInput{Model: r.in.Model, Output: r.in.Output,
+			PlanKey: r.st.Plan.PlanKey, Index: i, Probe: pr})
+	}
+	bs := &BudgetState{}
+	var keys []string
+	for i, f := range futures {
+		var mo activities.MeasureOutput
+		if err := f.Get(ctx, &mo); err != nil {
+			return fmt.Errorf("budget: measure shard %s: %w", r.st.Plan.Shards[i], err)
+		}
+		keys = append(keys, mo.Key)
+		bs.WorkerSeconds += mo.Seconds
+		if mo.Reused {
+			bs.Reused++
+		}
+	}
+	pctx := workflow.WithActivityOptions(r.work, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}}})
+	in := activities.PlanBudgetInput{Model: r.in.Model, Output: r.in.Output, Measurements: keys,
+		Goal: budget.Goal{TargetBPW: b.TargetBPW, MaxKLD: b.MaxKLD}}
+	if err := workflow.ExecuteActivity(pctx, a.PlanBudget, in).Get(ctx, &bs.Plan); err != nil {
+		return fmt.Errorf("budget: %w", err)
+	}
+	bs.Seconds = workflow.Now(ctx).Sub(start).Seconds()
+	r.st.Budget = bs
+	r.recipe.Tensors = bs.Plan.Types
 	return nil
 }
 
@@ -300,7 +356,18 @@ func (r *quantizeRun) shardRecipe(i int) shards.Recipe {
 			return r.recipe.WithType(typ)
 		}
 	}
-	return r.recipe
+	return r.recipe.ForShard(shardOf(r.st.Plan.Shards[i]))
+}
+
+// shardOf names a plan's shard as shards.Shard.Writes needs it: its name
+// and layer ("layer-007" is layer 7; "embed" and "head" have none).
+func shardOf(name string) shards.Shard {
+	s := shards.Shard{Name: name, Layer: -1}
+	var l int
+	if _, err := fmt.Sscanf(name, "layer-%d", &l); err == nil {
+		s.Layer = l
+	}
+	return s
 }
 
 // shardPhase is the phase while shards are to do.
@@ -361,7 +428,8 @@ func (r *quantizeRun) summary(ctx workflow.Context, sum export.Summary) *Summary
 	out := &Summary{Model: r.in.Model, Output: r.in.Output, Recipe: r.in.Recipe, Parameters: r.st.Plan.Parameters,
 		SourceBytes: r.st.Plan.SourceBytes, Export: sum, ContinuedRuns: r.st.Runs,
 		QuantizeSecs: workflow.Now(ctx).Sub(r.st.Started).Seconds(), ShardsRetried: len(r.st.Retried),
-		Imatrix: r.st.Imatrix, Calibration: r.st.Calibration, CalibrationSecs: r.st.CalibrationSecs}
+		Imatrix: r.st.Imatrix, Calibration: r.st.Calibration, CalibrationSecs: r.st.CalibrationSecs,
+		Budget: r.st.Budget}
 	for _, rec := range r.st.Records {
 		if rec.Reused {
 			out.ShardsReused++

@@ -61,7 +61,9 @@ const (
 	PhaseAttention = "attention"
 	// PhasePaused: an operator paused the run; no new shard starts until
 	// resume.
-	PhasePaused   = "paused"
+	PhasePaused = "paused"
+	// PhaseBudget: a budget's tensors are being measured and allocated.
+	PhaseBudget   = "budget"
 	PhaseStitch   = "stitch"
 	PhaseEvaluate = "evaluate"
 	PhaseDone     = "done"
@@ -126,9 +128,38 @@ type QuantizeInput struct {
 	// ShardAttempts bounds the attempts of one QuantizeShard activity
 	// before the shard parks (default 20).
 	ShardAttempts int `json:"shard_attempts,omitempty"`
+	// Budget, when set, chooses each tensor's type under a size or
+	// quality budget from measurements (activities.MeasureBudget per
+	// shard on the evaluation queue, then PlanBudget) before any shard;
+	// the recipe's types are the fallback of tensors the plan leaves out.
+	Budget *BudgetSpec `json:"budget,omitempty"`
 	// State is carried from one run to the next by continue-as-new; a new
 	// run leaves it empty.
 	State *QuantizeState `json:"state,omitempty"`
+}
+
+// BudgetSpec is a budget: TargetBPW (bits per weight over the whole file)
+// or MaxKLD (predicted mean KL divergence), and the probe text.
+type BudgetSpec struct {
+	TargetBPW float64 `json:"target_bpw,omitempty"`
+	MaxKLD    float64 `json:"max_kld,omitempty"`
+	// Text is the object location of the probe text (a calibration text,
+	// not the evaluation text); Ctx and Windows are its probe windows
+	// (defaults 128 and 1); AlphaEvery as activities.BudgetProbe (default 8).
+	Text       string `json:"text"`
+	Ctx        int    `json:"ctx,omitempty"`
+	Windows    int    `json:"windows,omitempty"`
+	AlphaEvery int    `json:"alpha_every,omitempty"`
+}
+
+// BudgetState is a budget's outcome, carried by continue-as-new.
+type BudgetState struct {
+	Plan activities.PlanBudgetOutput `json:"plan"`
+	// WorkerSeconds sums the measurement activities' own times; Seconds
+	// is the wall time from the first measurement to the plan.
+	WorkerSeconds float64 `json:"worker_seconds"`
+	Seconds       float64 `json:"seconds"`
+	Reused        int     `json:"reused"` // shard measurements found in the store
 }
 
 // QuantizeState is the progress a run hands to the next one.
@@ -137,6 +168,8 @@ type QuantizeState struct {
 	Records []export.ShardRecord  `json:"records"` // by shard index; Key "" = not done
 	Started time.Time             `json:"started"`
 	Runs    int                   `json:"runs"`
+	// Budget is the budget's plan once made.
+	Budget *BudgetState `json:"budget,omitempty"`
 	// Parked are the shards whose attempts ran out, by index, waiting for
 	// an operator's retry-shard.
 	Parked []ParkedShard `json:"parked,omitempty"`
@@ -219,6 +252,8 @@ type Summary struct {
 	Calibration     *activities.CalibResult `json:"calibration,omitempty"`
 	CalibrationSecs float64                 `json:"calibration_seconds,omitempty"`
 	ContinuedRuns   int                     `json:"continued_runs"`
+	// Budget is the budget's plan and its measurement's cost, with a budget.
+	Budget *BudgetState `json:"budget,omitempty"`
 }
 
 func (in *QuantizeInput) defaults() {

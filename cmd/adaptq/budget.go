@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,7 +14,6 @@ import (
 
 	"github.com/ohms-project/adaptq/budget"
 	"github.com/ohms-project/adaptq/export"
-	"github.com/ohms-project/adaptq/gguf"
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/internal/progress"
 	"github.com/ohms-project/adaptq/model"
@@ -87,16 +88,29 @@ type budgetRun struct {
 	evalW   []infer.Window
 	evalRef infer.Reference
 	seconds float64 // of the measurement
+	reused  bool    // the measurement was read from the store
+	key     string  // of the measurement
+}
+
+// measureRecord is a stored measurement.
+type measureRecord struct {
+	Report  *probe.Report `json:"report"`
+	Seconds float64       `json:"seconds"`
 }
 
 // windowsOf tokenizes a text file with the checkpoint's tokenizer into at
 // most n windows (0: all) of the full protocol.
 func windowsOf(ctx context.Context, ck *model.Checkpoint, path string, ctxLen, n int) ([]infer.Window, error) {
-	tok, err := loadTokenizer(ctx, &loadedModel{Location: ck.Store.Location(), Config: ck.Config, Tokens: ck.Store})
+	text, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	text, err := os.ReadFile(path)
+	return windowsOfText(ctx, ck, path, text, ctxLen, n)
+}
+
+// windowsOfText is windowsOf of a file's bytes.
+func windowsOfText(ctx context.Context, ck *model.Checkpoint, path string, text []byte, ctxLen, n int) ([]infer.Window, error) {
+	tok, err := loadTokenizer(ctx, &loadedModel{Location: ck.Store.Location(), Config: ck.Config, Tokens: ck.Store})
 	if err != nil {
 		return nil, err
 	}
@@ -115,58 +129,79 @@ func windowsOf(ctx context.Context, ck *model.Checkpoint, path string, ctxLen, n
 	return w, nil
 }
 
-// measureBudget loads the original model and measures every tensor.
-func measureBudget(ctx context.Context, ck *model.Checkpoint, r shards.Recipe, f *budgetFlags, stderr io.Writer) (*budgetRun, error) {
+// measureKey is the object key of a measurement: derived from everything
+// that determines it (the checkpoint's fingerprint, the probe text's
+// bytes, the probe settings, the codec version), so a second budget on the
+// same model and text reuses it.
+func measureKey(ck *model.Checkpoint, text []byte, f *budgetFlags, o probe.Options) string {
+	h := sha256.New()
+	oj, _ := json.Marshal(struct {
+		Types        []quant.Type
+		Probe, Alpha quant.Type
+		AlphaEvery   int
+		Optimized    bool
+		Ctx, Windows int
+	}{probe.DefaultTypes, o.ProbeType, o.AlphaType, o.AlphaEvery, o.Optimized, *f.ctx, *f.windows})
+	fmt.Fprintf(h, "adaptq-budget-1\n%s\n%s\n%x\n%s\n", shards.CodecVersion, shards.MakePlan(ck).SourceID, sha256.Sum256(text), oj)
+	return fmt.Sprintf("budget/measure-%s.json", hex.EncodeToString(h.Sum(nil))[:24])
+}
+
+// measureBudget loads the original model and measures every tensor, or
+// reads the measurement a previous run stored in out under the same key.
+func measureBudget(ctx context.Context, ck *model.Checkpoint, out store.Store, r shards.Recipe, f *budgetFlags, stderr io.Writer) (*budgetRun, error) {
 	if r.Rotation.Enabled() {
 		return nil, &failure{code: exitBadInput, line: "a budget is measured on the unrotated weights: drop --rotate or the budget"}
 	}
+	text, err := os.ReadFile(*f.text)
+	if err != nil {
+		return nil, fmt.Errorf("--budget-text: %w", err)
+	}
+	opts := probe.Options{Optimized: r.Optimized, ProbeType: quant.Q4_0, AlphaType: quant.Q5_0, AlphaEvery: *f.alphaEvery}
+	key := measureKey(ck, text, f, opts)
 	start := time.Now()
 	orig, err := infer.LoadModel(ctx, ck)
 	if err != nil {
 		return nil, err
 	}
-	windows, err := windowsOf(ctx, ck, *f.text, *f.ctx, *f.windows)
+	windows, err := windowsOfText(ctx, ck, *f.text, text, *f.ctx, *f.windows)
 	if err != nil {
 		return nil, fmt.Errorf("--budget-text: %w", err)
-	}
-	p, err := probe.NewProber(ctx, orig, windows)
-	if err != nil {
-		return nil, err
 	}
 	targets, err := probe.Targets(orig.Weights())
 	if err != nil {
 		return nil, err
 	}
-	br := &budgetRun{ck: ck, f: f, orig: orig}
-	inTargets := map[string]bool{}
-	for _, t := range targets {
-		inTargets[t.Name] = true
-		br.weights += int64(t.Rows) * int64(t.Cols)
+	br := &budgetRun{ck: ck, f: f, orig: orig, key: key}
+	names := make([]string, len(targets))
+	for i, t := range targets {
+		names[i] = t.Name
 	}
-	for _, t := range ck.Tensors {
-		if t.Role == model.RoleUnknown {
-			continue
-		}
-		name, err := gguf.TensorName(t.Role, t.Layer, t.Bias)
-		if err != nil || inTargets[name] {
-			continue
-		}
-		if t.Role == model.RoleLMHead && ck.Config.TieWordEmbeddings {
-			continue
-		}
-		br.weights += t.NumElements()
-		br.fixed += 4 * t.NumElements() // norms and biases stay F32
-	}
-	bar := progress.New(stderr, "probe", int64(len(targets)), false)
-	br.report, err = probe.Measure(ctx, p, targets, probe.Options{
-		Optimized: r.Optimized, AlphaType: quant.Q5_0, AlphaEvery: *f.alphaEvery,
-		Progress: func(_ string, done, _ int) { bar.Set(int64(done)) },
-	})
-	if err != nil {
+	if br.fixed, br.weights, err = probe.Accounting(ck, names); err != nil {
 		return nil, err
 	}
-	bar.Done()
-	br.seconds = time.Since(start).Seconds()
+	var cached measureRecord
+	if b, err := store.ReadAll(ctx, out, key); err == nil && json.Unmarshal(b, &cached) == nil && cached.Report != nil {
+		br.report, br.seconds, br.reused = cached.Report, cached.Seconds, true
+	} else {
+		p, err := probe.NewProber(ctx, orig, windows)
+		if err != nil {
+			return nil, err
+		}
+		bar := progress.New(stderr, "probe", int64(len(targets)), false)
+		opts.Progress = func(_ string, done, _ int) { bar.Set(int64(done)) }
+		if br.report, err = probe.Measure(ctx, p, targets, opts); err != nil {
+			return nil, err
+		}
+		bar.Done()
+		br.seconds = time.Since(start).Seconds()
+		b, err := json.Marshal(measureRecord{Report: br.report, Seconds: br.seconds})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := out.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+			return nil, fmt.Errorf("write %s: %w", key, err)
+		}
+	}
 	if *f.evalText != "" {
 		if br.evalW, err = windowsOf(ctx, ck, *f.evalText, *f.evalCtx, *f.evalWin); err != nil {
 			return nil, fmt.Errorf("--eval-text: %w", err)
@@ -213,6 +248,10 @@ type budgetRecord struct {
 	Plan    *budget.Plan  `json:"plan"`
 	Report  *probe.Report `json:"measurements"`
 	Seconds float64       `json:"measure_seconds"`
+	// MeasureKey is the stored measurement; Reused says it was read, not
+	// measured, by this run.
+	MeasureKey string `json:"measure_key"`
+	Reused     bool   `json:"reused"`
 	// Measured is the result's evaluation on the evaluation text, when one
 	// was given; Passes counts the plans tried (a --max-kld run re-plans
 	// when its first file misses the bound).
@@ -240,8 +279,12 @@ func printBudget(w io.Writer, rec *budgetRecord, measuredBPW float64) {
 		fmt.Fprintf(w, "budget       mean KLD ≤ %.5g on %s\n", g.MaxKLD, rec.EvalText)
 	}
 	s := rec.Plan.Sensitivity
-	fmt.Fprintf(w, "sensitivity  KLD_t = S_t·err_t^α, α %.3f; %d probes on %d tokens in %.1fs; held-out rank correlation %.3f (%d tensors)\n",
-		s.Alpha, len(rec.Report.Probes), rec.Report.ProbeTokens, rec.Seconds, rec.Report.Spearman, rec.Report.HeldOut)
+	reused := ""
+	if rec.Reused {
+		reused = " (reused from " + rec.MeasureKey + ")"
+	}
+	fmt.Fprintf(w, "sensitivity  KLD_t = S_t·err_t^α, α %.3f; %d probes on %d tokens in %.1fs%s; held-out rank correlation %.3f (%d tensors)\n",
+		s.Alpha, len(rec.Report.Probes), rec.Report.ProbeTokens, rec.Seconds, reused, rec.Report.Spearman, rec.Report.HeldOut)
 	counts := map[string]int{}
 	for _, t := range rec.Plan.Tensors {
 		counts[t.Type]++
@@ -262,7 +305,7 @@ func printBudget(w io.Writer, rec *budgetRecord, measuredBPW float64) {
 func exportBudget(ctx context.Context, ck *model.Checkpoint, dst store.Store, r shards.Recipe, f *budgetFlags, g budget.Goal,
 	run func(shards.Recipe) (*export.Summary, []export.ShardRecord, error), stderr io.Writer) (shards.Recipe, *export.Summary, []export.ShardRecord, *budgetRecord, error) {
 	const maxPasses = 3
-	br, err := measureBudget(ctx, ck, r, f, stderr)
+	br, err := measureBudget(ctx, ck, dst, r, f, stderr)
 	if err != nil {
 		return r, nil, nil, nil, err
 	}
@@ -277,7 +320,7 @@ func exportBudget(ctx context.Context, ck *model.Checkpoint, dst store.Store, r 
 		if err != nil {
 			return r, nil, nil, nil, err
 		}
-		rec := &budgetRecord{Plan: pl, Report: br.report, Seconds: br.seconds, Passes: pass}
+		rec := &budgetRecord{Plan: pl, Report: br.report, Seconds: br.seconds, Reused: br.reused, MeasureKey: br.key, Passes: pass}
 		if br.evalW != nil {
 			res, err := br.evaluate(ctx, dst, sum.GGUFKey)
 			if err != nil {

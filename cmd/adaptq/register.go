@@ -30,6 +30,7 @@ func registrar() workers.Registrar {
 			r.RegisterActivity(a.QuantizeShard)
 			r.RegisterActivity(a.StitchModel)
 			r.RegisterActivity(a.MarkIncomplete)
+			r.RegisterActivity(a.PlanBudget)
 		}
 		if role == workers.RoleEval || role == workers.RoleAll {
 			r.RegisterActivity(a.PrepareEval)
@@ -37,6 +38,7 @@ func registrar() workers.Registrar {
 			r.RegisterActivity(a.AggregateEval)
 			r.RegisterActivity(a.CalibrateWindows)
 			r.RegisterActivity(a.AggregateCalib)
+			r.RegisterActivity(a.MeasureBudget)
 		}
 		return nil
 	}
