@@ -35,6 +35,9 @@ type BudgetProbe struct {
 	// as well as Q4_0 (0: none).
 	AlphaEvery int  `json:"alpha_every"`
 	Optimized  bool `json:"optimized,omitempty"`
+	// Imatrix weights the errors (and the probes' quantizers) as the
+	// shards are weighted; its SHA-256 is part of the measurement's key.
+	Imatrix *shards.IMatrixRef `json:"imatrix,omitempty"`
 }
 
 // MeasureInput is the input of MeasureBudget: one shard's tensors.
@@ -77,7 +80,11 @@ func (a *Activities) MeasureBudget(ctx context.Context, in MeasureInput) (Measur
 		return bad(fmt.Errorf("shard %d outside the plan's %d", in.Index, len(plan.Shards)))
 	}
 	s := plan.Shards[in.Index]
-	pj, _ := json.Marshal(in.Probe)
+	kp := in.Probe
+	if kp.Imatrix != nil {
+		kp.Imatrix = &shards.IMatrixRef{SHA256: kp.Imatrix.SHA256} // the checksum, not the location
+	}
+	pj, _ := json.Marshal(kp)
 	key := fmt.Sprintf("budget/measure-%s-%s.json", s.Name, hashOf("adaptq-budget-1", shards.CodecVersion, plan.SourceID, string(pj))[:24])
 	if b, err := store.ReadAll(ctx, out, key); err == nil {
 		var rep probe.Report
@@ -101,6 +108,10 @@ func (a *Activities) MeasureBudget(ctx context.Context, in MeasureInput) (Measur
 			targets = append(targets, t)
 		}
 	}
+	imp, err := a.importance(ctx, in.Probe.Imatrix)
+	if err != nil {
+		return MeasureOutput{}, badInput(err)
+	}
 	rep := &probe.Report{}
 	if len(targets) > 0 {
 		wins, err := a.readWindows(ctx, out, in.Probe.IDsKey, infer.ProtocolFull, in.Probe.Ctx, in.Probe.BOS)
@@ -116,7 +127,8 @@ func (a *Activities) MeasureBudget(ctx context.Context, in MeasureInput) (Measur
 		}
 		rep, err = probe.MeasureTargets(ctx, p, targets, probe.Options{
 			ProbeType: quant.Q4_0, AlphaType: quant.Q5_0, AlphaEvery: in.Probe.AlphaEvery, Optimized: in.Probe.Optimized,
-			Progress: func(_ string, done, _ int) { activity.RecordHeartbeat(ctx, done) },
+			Importance: func(name string) []float32 { return imp[name] },
+			Progress:   func(_ string, done, _ int) { activity.RecordHeartbeat(ctx, done) },
 		})
 		if err != nil {
 			return MeasureOutput{}, err

@@ -47,6 +47,16 @@ func newQuantizeRun(ctx workflow.Context, in QuantizeInput) (*quantizeRun, error
 	if err != nil {
 		return nil, activities.BadInputError(err)
 	}
+	if b := in.Budget; b != nil {
+		switch err := (budget.Goal{TargetBPW: b.TargetBPW, MaxKLD: b.MaxKLD}).Validate(); {
+		case err != nil:
+			return nil, activities.BadInputError(err)
+		case b.Text == "":
+			return nil, activities.BadInputError(errors.New("budget: no probe text"))
+		case recipe.Rotation.Enabled():
+			return nil, activities.BadInputError(errors.New("budget: the tensors are measured unrotated; a budget does not go with a rotation"))
+		}
+	}
 	r := &quantizeRun{in: in, recipe: recipe, st: in.State, running: map[int]bool{}}
 	r.in.State = nil
 	if r.st != nil && r.st.Budget != nil {
@@ -192,13 +202,14 @@ func (r *quantizeRun) budget(ctx workflow.Context) error {
 		Output: r.in.Output, Ctx: b.Ctx, Protocol: string(infer.ProtocolFull)}).Get(ctx, &prep); err != nil {
 		return fmt.Errorf("budget text: %w", err)
 	}
-	pr := activities.BudgetProbe{IDsKey: prep.IDsKey, Ctx: b.Ctx, BOS: prep.BOS, Windows: b.Windows, AlphaEvery: b.AlphaEvery, Optimized: r.in.Optimized}
+	pr := activities.BudgetProbe{IDsKey: prep.IDsKey, Ctx: b.Ctx, BOS: prep.BOS, Windows: b.Windows, AlphaEvery: b.AlphaEvery, Optimized: r.in.Optimized,
+		Imatrix: r.recipe.Imatrix}
 	futures := make([]workflow.Future, len(r.st.Plan.Shards))
 	for i := range futures {
 		futures[i] = workflow.ExecuteActivity(ectx, a.MeasureBudget, activities.MeasureInput{Model: r.in.Model, Output: r.in.Output,
 			PlanKey: r.st.Plan.PlanKey, Index: i, Probe: pr})
 	}
-	bs := &BudgetState{}
+	bs := &BudgetState{Goal: budget.Goal{TargetBPW: b.TargetBPW, MaxKLD: b.MaxKLD}}
 	var keys []string
 	for i, f := range futures {
 		var mo activities.MeasureOutput
@@ -214,7 +225,7 @@ func (r *quantizeRun) budget(ctx workflow.Context) error {
 	pctx := workflow.WithActivityOptions(r.work, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 10, NonRetryableErrorTypes: []string{activities.ErrTypeBadInput}}})
 	in := activities.PlanBudgetInput{Model: r.in.Model, Output: r.in.Output, Measurements: keys,
-		Goal: budget.Goal{TargetBPW: b.TargetBPW, MaxKLD: b.MaxKLD}}
+		Goal: bs.Goal}
 	if err := workflow.ExecuteActivity(pctx, a.PlanBudget, in).Get(ctx, &bs.Plan); err != nil {
 		return fmt.Errorf("budget: %w", err)
 	}

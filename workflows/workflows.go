@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/ohms-project/adaptq/activities"
+	"github.com/ohms-project/adaptq/budget"
 	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/shards"
@@ -154,6 +155,7 @@ type BudgetSpec struct {
 
 // BudgetState is a budget's outcome, carried by continue-as-new.
 type BudgetState struct {
+	Goal budget.Goal                 `json:"goal"`
 	Plan activities.PlanBudgetOutput `json:"plan"`
 	// WorkerSeconds sums the measurement activities' own times; Seconds
 	// is the wall time from the first measurement to the plan.
@@ -268,6 +270,17 @@ func (in *QuantizeInput) defaults() {
 	}
 	if in.ShardAttempts <= 0 {
 		in.ShardAttempts = 20
+	}
+	if b := in.Budget; b != nil {
+		if b.Ctx <= 0 {
+			b.Ctx = 128
+		}
+		if b.Windows <= 0 {
+			b.Windows = 1
+		}
+		if b.AlphaEvery == 0 {
+			b.AlphaEvery = 8
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ohms-project/adaptq/budget"
@@ -35,6 +36,7 @@ type budgetFlags struct {
 	alphaEvery        *int
 	evalText          *string
 	evalCtx, evalWin  *int
+	types             *string
 }
 
 func addBudgetFlags(fs *flag.FlagSet) *budgetFlags {
@@ -48,6 +50,7 @@ func addBudgetFlags(fs *flag.FlagSet) *budgetFlags {
 		evalText:   fs.String("eval-text", "", "text on which the budgeted file's KL divergence is measured (needed by --max-kld)"),
 		evalCtx:    fs.Int("eval-ctx", 128, "context length of an evaluation window"),
 		evalWin:    fs.Int("eval-windows", 4, "evaluation windows (0: all)"),
+		types:      fs.String("budget-types", "", "comma-separated candidate types the plan may choose (default: every measured type: Q2_K … Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q8_0, F16)"),
 	}
 }
 
@@ -131,9 +134,10 @@ func windowsOfText(ctx context.Context, ck *model.Checkpoint, path string, text 
 
 // measureKey is the object key of a measurement: derived from everything
 // that determines it (the checkpoint's fingerprint, the probe text's
-// bytes, the probe settings, the codec version), so a second budget on the
+// bytes, the probe settings, the importance matrix's SHA-256, the codec
+// version), so a second budget on the
 // same model and text reuses it.
-func measureKey(ck *model.Checkpoint, text []byte, f *budgetFlags, o probe.Options) string {
+func measureKey(ck *model.Checkpoint, text []byte, f *budgetFlags, o probe.Options, imatrixSHA string) string {
 	h := sha256.New()
 	oj, _ := json.Marshal(struct {
 		Types        []quant.Type
@@ -148,7 +152,7 @@ func measureKey(ck *model.Checkpoint, text []byte, f *budgetFlags, o probe.Optio
 
 // measureBudget loads the original model and measures every tensor, or
 // reads the measurement a previous run stored in out under the same key.
-func measureBudget(ctx context.Context, ck *model.Checkpoint, out store.Store, r shards.Recipe, f *budgetFlags, stderr io.Writer) (*budgetRun, error) {
+func measureBudget(ctx context.Context, ck *model.Checkpoint, out store.Store, r shards.Recipe, imp shards.Importance, f *budgetFlags, stderr io.Writer) (*budgetRun, error) {
 	if r.Rotation.Enabled() {
 		return nil, &failure{code: exitBadInput, line: "a budget is measured on the unrotated weights: drop --rotate or the budget"}
 	}
@@ -157,7 +161,12 @@ func measureBudget(ctx context.Context, ck *model.Checkpoint, out store.Store, r
 		return nil, fmt.Errorf("--budget-text: %w", err)
 	}
 	opts := probe.Options{Optimized: r.Optimized, ProbeType: quant.Q4_0, AlphaType: quant.Q5_0, AlphaEvery: *f.alphaEvery}
-	key := measureKey(ck, text, f, opts)
+	imSHA := ""
+	if imp != nil {
+		opts.Importance = func(name string) []float32 { return imp[name] }
+		imSHA = r.Imatrix.SHA256
+	}
+	key := measureKey(ck, text, f, opts, imSHA)
 	start := time.Now()
 	orig, err := infer.LoadModel(ctx, ck)
 	if err != nil {
@@ -211,9 +220,43 @@ func measureBudget(ctx context.Context, ck *model.Checkpoint, out store.Store, r
 	return br, nil
 }
 
+// candidates are the measured tensors with only the types --budget-types
+// allows.
+func (br *budgetRun) candidates() ([]budget.Measured, error) {
+	if *br.f.types == "" {
+		return br.report.Tensors, nil
+	}
+	allow := map[string]bool{}
+	for _, n := range strings.Split(*br.f.types, ",") {
+		t, err := quant.ParseType(strings.TrimSpace(n))
+		if err != nil {
+			return nil, &failure{code: exitBadInput, line: "--budget-types: " + err.Error()}
+		}
+		allow[t.String()] = true
+	}
+	out := make([]budget.Measured, len(br.report.Tensors))
+	for i, m := range br.report.Tensors {
+		out[i] = m
+		out[i].Points = nil
+		for _, p := range m.Points {
+			if allow[p.Type] {
+				out[i].Points = append(out[i].Points, p)
+			}
+		}
+		if len(out[i].Points) == 0 {
+			return nil, &failure{code: exitBadInput, line: fmt.Sprintf("--budget-types %s: none of them holds the rows of %s; add F16 or a 32-block type", *br.f.types, m.Name)}
+		}
+	}
+	return out, nil
+}
+
 // plan allocates under g and returns the recipe that quantizes with it.
 func (br *budgetRun) plan(r shards.Recipe, g budget.Goal) (shards.Recipe, *budget.Plan, error) {
-	pl, err := budget.MakePlan(br.report.Tensors, br.report.Sensitivity, br.fixed, br.weights, g)
+	ms, err := br.candidates()
+	if err != nil {
+		return r, nil, err
+	}
+	pl, err := budget.MakePlan(ms, br.report.Sensitivity, br.fixed, br.weights, g)
 	if err != nil {
 		return r, nil, &failure{code: exitBadInput, line: err.Error(), err: err}
 	}
@@ -302,10 +345,10 @@ func printBudget(w io.Writer, rec *budgetRecord, measuredBPW float64) {
 // exportBudget measures, plans and exports under the goal; a --max-kld
 // run whose file misses the bound on the evaluation text re-plans with the
 // bound scaled by predicted/measured (at most maxPasses plans in all).
-func exportBudget(ctx context.Context, ck *model.Checkpoint, dst store.Store, r shards.Recipe, f *budgetFlags, g budget.Goal,
+func exportBudget(ctx context.Context, ck *model.Checkpoint, dst store.Store, r shards.Recipe, imp shards.Importance, f *budgetFlags, g budget.Goal,
 	run func(shards.Recipe) (*export.Summary, []export.ShardRecord, error), stderr io.Writer) (shards.Recipe, *export.Summary, []export.ShardRecord, *budgetRecord, error) {
 	const maxPasses = 3
-	br, err := measureBudget(ctx, ck, dst, r, f, stderr)
+	br, err := measureBudget(ctx, ck, dst, r, imp, f, stderr)
 	if err != nil {
 		return r, nil, nil, nil, err
 	}

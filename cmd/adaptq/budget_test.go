@@ -124,6 +124,26 @@ func TestExportBudgetErrors(t *testing.T) {
 	}
 }
 
+// quantize refuses the same in one line, before any server starts.
+func TestQuantizeBudgetErrors(t *testing.T) {
+	fixture := "../../testdata/models/stories260k"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--target-bpw", "4"}, "a budget needs --budget-text"},
+		{[]string{"--max-kld", "0.1", "--target-bpw", "4", "--budget-text", budgetText}, "not both"},
+		{[]string{"--target-bpw", "4", "--budget-text", budgetText, "--text", budgetText}, "held out"},
+		{[]string{"--target-bpw", "4", "--budget-text", budgetText, "--rotate", "hadamard"}, "unrotated"},
+	} {
+		args := append([]string{"quantize", "--model", fixture, "--recipe", "q8_0", "--out", t.TempDir()}, tc.args...)
+		code, _, errs := runCLI(args...)
+		if code != exitBadInput || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d and %q", tc.args, code, errs, exitBadInput, tc.want)
+		}
+	}
+}
+
 // lastLines drops progress-bar lines (carriage-return redraws).
 func lastLines(s string) string {
 	var keep []string

@@ -16,7 +16,7 @@ import (
 )
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("export", "--model <location> --type <recipe> [--rotate hadamard --seed 1 [--heads]] [--optimized] [--compress] [--imatrix <file>] --out <location>", stderr)
+	fs := newFlags("export", "--model <location> --type <recipe> [--rotate hadamard --seed 1 [--heads]] [--optimized] [--compress] [--imatrix <file>] [--target-bpw X | --max-kld Y --eval-text <file>] [--budget-text <file>] --out <location>", stderr)
 	modelLoc := fs.String("model", "", "checkpoint location (directory, file://, s3://bucket/prefix)")
 	rf := addRecipeFlags(fs, "type")
 	bf := addBudgetFlags(fs)
@@ -77,7 +77,13 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var recs []export.ShardRecord
 	var brec *budgetRecord
 	if budgeted {
-		if r, sum, recs, brec, err = exportBudget(ctx, ck, dst, r, bf, g, run, stderr); err != nil {
+		var imp shards.Importance
+		if matrix != nil {
+			if imp, err = shards.ImportanceOf(matrix); err != nil {
+				return fmt.Errorf("--imatrix %s: %w", *imatrix, err)
+			}
+		}
+		if r, sum, recs, brec, err = exportBudget(ctx, ck, dst, r, imp, bf, g, run, stderr); err != nil {
 			return err
 		}
 	} else if sum, recs, err = run(r); err != nil {

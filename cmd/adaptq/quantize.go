@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ohms-project/adaptq/activities"
+	"github.com/ohms-project/adaptq/budget"
 	"github.com/ohms-project/adaptq/internal/progress"
 	"github.com/ohms-project/adaptq/workers"
 	"github.com/ohms-project/adaptq/workflows"
@@ -41,6 +42,11 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	calibText := fs.String("calib-text", "", "collect an importance matrix over this text first (CalibrateModel on the eval queue) and quantize with it; disjoint from --text")
 	calibCtx := fs.Int("calib-ctx", activities.DefaultCalibCtx, "calibration window length")
 	calibChunks := fs.Int("calib-chunks", 0, "use at most this many calibration windows (0: all)")
+	targetBPW := fs.Float64("target-bpw", 0, "budget: the least predicted KL divergence within this many bits per weight over the whole file (needs --budget-text)")
+	maxKLD := fs.Float64("max-kld", 0, "budget: the smallest file whose predicted mean KL divergence is at most this (needs --budget-text; the corrective pass is export's)")
+	budgetText := fs.String("budget-text", "", "text each tensor's sensitivity is probed on (MeasureBudget per shard on the eval queue); not the evaluation text")
+	budgetCtx := fs.Int("budget-ctx", 128, "probe window length")
+	budgetWindows := fs.Int("budget-windows", 1, "probe windows")
 	conc := fs.Int("concurrency", 4, "shards in flight")
 	hostPort := fs.String("temporal", "", "Temporal frontend host:port; empty runs an embedded server and worker in this process")
 	namespace := fs.String("namespace", "default", "Temporal namespace")
@@ -96,6 +102,20 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if *calibText != "" {
 			in.Calibration.Text = absLocation(*calibText)
 		}
+	}
+	if *targetBPW != 0 || *maxKLD != 0 || *budgetText != "" {
+		g := budget.Goal{TargetBPW: *targetBPW, MaxKLD: *maxKLD}
+		switch err := g.Validate(); {
+		case err != nil:
+			return &failure{code: exitBadInput, line: "--target-bpw/--max-kld: " + err.Error()}
+		case *budgetText == "":
+			return &failure{code: exitBadInput, line: "a budget needs --budget-text <file>: the text each tensor's sensitivity is measured on"}
+		case *text != "" && absLocation(*text) == absLocation(*budgetText):
+			return &failure{code: exitBadInput, line: "--text is the --budget-text: evaluate on text held out from the probes"}
+		case rf.rotation().Enabled():
+			return &failure{code: exitBadInput, line: "a budget is measured on the unrotated weights: drop --rotate or the budget"}
+		}
+		in.Budget = &workflows.BudgetSpec{TargetBPW: *targetBPW, MaxKLD: *maxKLD, Text: absLocation(*budgetText), Ctx: *budgetCtx, Windows: *budgetWindows}
 	}
 	id := *wfID
 	if id == "" {
@@ -316,6 +336,14 @@ func follow(ctx context.Context, c client.Client, run client.WorkflowRun, hostPo
 	}
 }
 
+// budgetGoal describes a budget.
+func budgetGoal(g budget.Goal) string {
+	if g.TargetBPW > 0 {
+		return fmt.Sprintf("%.3f bits/weight (whole file)", g.TargetBPW)
+	}
+	return fmt.Sprintf("predicted mean KLD ≤ %.5g", g.MaxKLD)
+}
+
 func printSummary(w io.Writer, s *workflows.Summary, wall time.Duration) {
 	e := s.Export
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -331,6 +359,13 @@ func printSummary(w io.Writer, s *workflows.Summary, wall time.Duration) {
 	}
 	if im := s.Imatrix; im != nil {
 		fmt.Fprintf(tw, "imatrix\t%s (sha256 %s)\n", im.Location, im.SHA256)
+	}
+	if b := s.Budget; b != nil {
+		p := b.Plan
+		fmt.Fprintf(tw, "budget\t%s\n", budgetGoal(b.Goal))
+		fmt.Fprintf(tw, "budget measured\t%d probes on %d tokens, α %.3f, held-out rank correlation %.3f (%d tensors); %.1f worker-seconds, %.1fs wall (%d shards reused)\n",
+			p.Probes, p.ProbeTokens, p.Alpha, p.Spearman, p.HeldOut, b.WorkerSeconds, b.Seconds, b.Reused)
+		fmt.Fprintf(tw, "budget predicted\t%.3f bits/weight, mean KLD %.5f (gap ≤ %.3g); plan %s/%s\n", p.BitsPerWeight, p.PredictedKLD, p.Gap, strings.TrimRight(s.Output, "/"), p.Key)
 	}
 	if ev := s.Evaluation; ev != nil {
 		fmt.Fprintf(tw, "PPL before / after\t%.4f / %.4f (ratio %.4f, %d tokens)\n", ev.RefPPL, ev.PPL, ev.PPLRatio, ev.Tokens)
