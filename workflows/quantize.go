@@ -42,6 +42,9 @@ type quantizeRun struct {
 // newQuantizeRun builds a run from its input, registers the progress query
 // and the operators' updates, and sets the search attributes and memo.
 func newQuantizeRun(ctx workflow.Context, in QuantizeInput) (*quantizeRun, error) {
+	if err := in.Validate(); err != nil && workflow.GetVersion(ctx, versionValidate, workflow.DefaultVersion, 1) == 1 {
+		return nil, activities.BadInputError(err)
+	}
 	in.defaults()
 	recipe, err := activities.Recipe(in.Recipe, in.Rotation, in.Optimized, in.Compress)
 	if err != nil {

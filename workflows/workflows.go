@@ -137,6 +137,8 @@ type QuantizeInput struct {
 	// State is carried from one run to the next by continue-as-new; a new
 	// run leaves it empty.
 	State *QuantizeState `json:"state,omitempty"`
+
+	unknown []string // JSON fields UnmarshalJSON did not know
 }
 
 // BudgetSpec is a budget: TargetBPW (bits per weight over the whole file)

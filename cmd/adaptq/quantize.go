@@ -76,8 +76,11 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	in := workflows.QuantizeInput{Model: absLocation(*modelLoc), Output: absLocation(*out), Recipe: *rf.name,
 		Rotation: rf.rotation(), Optimized: *rf.opt, Compress: *rf.compress, Concurrency: *conc,
 		HeartbeatSeconds: *heartbeat}
-	if *heartbeat < 0 {
-		return fmt.Errorf("%w: --heartbeat-seconds %d: want 0 (the default) or more", errUsage, *heartbeat)
+	if *heartbeat < 0 || *heartbeat > workflows.MaxHeartbeatSeconds {
+		return fmt.Errorf("%w: --heartbeat-seconds %d: want 1 to %d, or 0 for the default", errUsage, *heartbeat, workflows.MaxHeartbeatSeconds)
+	}
+	if *conc < 1 || *conc > workflows.MaxConcurrency {
+		return fmt.Errorf("%w: --concurrency %d: want 1 to %d shards in flight", errUsage, *conc, workflows.MaxConcurrency)
 	}
 	if *hostPort == "" && in.HeartbeatSeconds == 0 {
 		in.HeartbeatSeconds = embeddedHeartbeat
@@ -116,6 +119,9 @@ func runQuantize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return &failure{code: exitBadInput, line: "a budget is measured on the unrotated weights: drop --rotate or the budget"}
 		}
 		in.Budget = &workflows.BudgetSpec{TargetBPW: *targetBPW, MaxKLD: *maxKLD, Text: absLocation(*budgetText), Ctx: *budgetCtx, Windows: *budgetWindows}
+	}
+	if err := in.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	id := *wfID
 	if id == "" {
