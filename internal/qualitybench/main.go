@@ -171,6 +171,7 @@ type bench struct {
 	cross               map[string]crossEntry
 	cachePath           string
 	report              func() error // rewrites the report from the caches
+	calibChunks         int          // calibration windows
 }
 
 func run(ctx context.Context, args []string) error {
@@ -181,6 +182,7 @@ func run(ctx context.Context, args []string) error {
 	out := fs.String("out", "docs/QUALITY.md", "the report to (re)write; its hand-written sections above the generated marker are kept")
 	ctxLen := fs.Int("ctx", 512, "window length of the evaluation (full protocol)")
 	topk := fs.Int("topk", 256, "reference log-probabilities kept per token (KL is the top-k bound)")
+	calibChunks := fs.Int("calib-chunks", 16, "windows of the calibration text the importance matrix is collected on")
 	windows := fs.String("windows", "", "per-model window counts, e.g. smollm2-135m=8,qwen2.5-coder-1.5b=4 (default: built in)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -189,7 +191,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{root: root, work: filepath.Join(root, *work), ctx: *ctxLen, topk: *topk, log: os.Stderr,
+	b := &bench{root: root, work: filepath.Join(root, *work), ctx: *ctxLen, topk: *topk, log: os.Stderr, calibChunks: *calibChunks,
 		evalText: filepath.Join(root, "testdata/text/go-eval.txt"), calibText: filepath.Join(root, "testdata/text/go-calib.txt")}
 	if err := os.MkdirAll(b.work, 0o755); err != nil {
 		return err

@@ -95,8 +95,8 @@ func (b *bench) prepare(ctx context.Context, m modelSpec) (*modelWork, error) {
 // calibrate collects the importance matrix (on the rotated original when
 // rot) over the calibration text, once.
 func (b *bench) calibrate(ctx context.Context, w *modelWork, rot bool) (string, error) {
-	dir := filepath.Join(w.dir, "calib")
-	args := []string{"calibrate", "--model", w.original, "--text", b.calibText, "--ctx", fmt.Sprint(b.ctx), "--out", dir}
+	dir := filepath.Join(w.dir, fmt.Sprintf("calib-%d", b.calibChunks))
+	args := []string{"calibrate", "--model", w.original, "--text", b.calibText, "--ctx", fmt.Sprint(b.ctx), "--chunks", fmt.Sprint(b.calibChunks), "--out", dir}
 	if rot {
 		dir += "-rotated"
 		args = append(args[:len(args)-1], dir, "--rotate", "hadamard", "--seed", "1")

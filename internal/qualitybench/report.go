@@ -33,7 +33,7 @@ func writeReport(path string, b *bench, specs []modelSpec, rs []result, cross []
 	fmt.Fprintf(&sb, "`testdata/text/go-eval.txt` (full protocol, ctx %d). Bits per weight = whole GGUF file bytes × 8 / parameters.\n", b.ctx)
 	sb.WriteString("\"adaptq\" rows are written by `adaptq export`, \"llama.cpp\" rows by `llama_model_quantize` (node-llama-cpp 3.21.1's\n")
 	sb.WriteString("libllama) from the F16 GGUF of the same original; `+imatrix` rows use the same importance matrix on both sides,\n")
-	sb.WriteString("collected by `adaptq calibrate` on `testdata/text/go-calib.txt` (disjoint from the evaluation text).\n\n")
+	fmt.Fprintf(&sb, "collected by `adaptq calibrate --chunks %d` (windows of %d tokens) on `testdata/text/go-calib.txt` (disjoint from the evaluation text).\n\n", b.calibChunks, b.ctx)
 	byModel := map[string][]result{}
 	for _, r := range rs {
 		byModel[r.Model] = append(byModel[r.Model], r)
