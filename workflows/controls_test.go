@@ -179,7 +179,7 @@ func TestParkAndRetryShard(t *testing.T) {
 		sameType = f.update(UpdateRetryShard, RetryShardRequest{Shard: "s002", Type: "q8_0"})
 		retry = f.update(UpdateRetryShard, RetryShardRequest{Shard: "s002"})
 	})
-	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "q8_0", Concurrency: 2})
+	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "uniform-q8_0", Concurrency: 2})
 	sum, err := f.result()
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestRetryShardWithType(t *testing.T) {
 	f := newFakeRun(t, 4, time.Second, func(in activities.ShardInput) bool { return in.Index == 1 && in.Retries == 0 })
 	var retry *updateOutcome
 	f.at(time.Minute, func() { retry = f.update(UpdateRetryShard, RetryShardRequest{Shard: "s001", Type: "Q8_0"}) })
-	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "q4_k"})
+	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "uniform-q4_k"})
 	if _, err := f.result(); err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestPauseResume(t *testing.T) {
 		resume = f.update(UpdateResume)
 	})
 	f.at(10*time.Minute+time.Second, func() { resumeAgain = f.update(UpdateResume) })
-	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "q8_0", Concurrency: 2})
+	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "uniform-q8_0", Concurrency: 2})
 	if _, err := f.result(); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func TestAbort(t *testing.T) {
 		again = f.update(UpdateAbort, AbortRequest{Reason: "twice"})
 	})
 	t0 := f.env.Now()
-	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "q8_0", Concurrency: 2})
+	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "uniform-q8_0", Concurrency: 2})
 	if d := f.env.Now().Sub(t0); d >= time.Hour {
 		t.Errorf("the aborted run waited %v for its hour-long shards", d)
 	}
@@ -324,7 +324,7 @@ func TestAbortParked(t *testing.T) {
 	f := newFakeRun(t, 3, time.Second, func(in activities.ShardInput) bool { return in.Index == 0 })
 	var abort *updateOutcome
 	f.at(time.Hour, func() { abort = f.update(UpdateAbort, AbortRequest{Reason: "give up"}) })
-	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "q8_0"})
+	f.env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "uniform-q8_0"})
 	_, err := f.result()
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) || ae.Type() != ErrTypeAborted {
@@ -347,7 +347,7 @@ func TestControlsAfterShards(t *testing.T) {
 		resume = f.update(UpdateResume)
 		retry = f.update(UpdateRetryShard, RetryShardRequest{Shard: "s000"})
 	})
-	env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "q8_0"})
+	env.ExecuteWorkflow(QuantizeModel, QuantizeInput{Model: "m", Output: "o", Recipe: "uniform-q8_0"})
 	if _, err := f.result(); err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +361,7 @@ func TestControlsAfterShards(t *testing.T) {
 // and finishes after resume and retry-shard.
 func TestParkedPausedContinueAsNew(t *testing.T) {
 	fail := func(in activities.ShardInput) bool { return in.Index == 1 && in.Retries == 0 }
-	in := QuantizeInput{Model: "m", Output: "o", Recipe: "q8_0", Concurrency: 3, MaxShardsPerRun: 3}
+	in := QuantizeInput{Model: "m", Output: "o", Recipe: "uniform-q8_0", Concurrency: 3, MaxShardsPerRun: 3}
 	f := newFakeRun(t, 6, 10*time.Second, fail)
 	var pause *updateOutcome
 	f.at(5*time.Second, func() { pause = f.update(UpdatePause) })
