@@ -85,7 +85,7 @@ func (a *Activities) MeasureBudget(ctx context.Context, in MeasureInput) (Measur
 		kp.Imatrix = &shards.IMatrixRef{SHA256: kp.Imatrix.SHA256} // the checksum, not the location
 	}
 	pj, _ := json.Marshal(kp)
-	key := fmt.Sprintf("budget/measure-%s-%s.json", s.Name, hashOf("adaptq-budget-1", shards.CodecVersion, plan.SourceID, string(pj))[:24])
+	key := fmt.Sprintf("budget/measure-%s-%s.json", s.Name, hashOf("adaptq-budget-2", shards.CodecVersion, plan.SourceID, string(pj))[:24])
 	if b, err := store.ReadAll(ctx, out, key); err == nil {
 		var rep probe.Report
 		if json.Unmarshal(b, &rep) == nil {

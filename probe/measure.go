@@ -18,7 +18,8 @@ type Options struct {
 	// zero, whose 32-value blocks hold the rows of every Llama-family
 	// tensor.
 	ProbeType quant.Type
-	// AlphaType and AlphaEvery: every AlphaEvery-th tensor (0: none) is
+	// AlphaType and AlphaEvery: every AlphaEvery-th target (by
+	// Target.Index; 0: none) is
 	// probed at AlphaType as well, which fits the exponent α of the
 	// sensitivity model (budget.Fit); without them α = 1.
 	AlphaType  quant.Type
@@ -94,7 +95,7 @@ func MeasureTargets(ctx context.Context, p *Prober, targets []Target, o Options)
 		}
 		rep.Tensors = append(rep.Tensors, m)
 		probes := []quant.Type{probeT}
-		if o.AlphaEvery > 0 && i%o.AlphaEvery == 0 && o.AlphaType != 0 && o.AlphaType != probeT {
+		if o.AlphaEvery > 0 && t.Index%o.AlphaEvery == 0 && o.AlphaType != 0 && o.AlphaType != probeT {
 			probes = append(probes, o.AlphaType)
 		}
 		for _, pt := range probes {

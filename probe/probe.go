@@ -141,7 +141,10 @@ type Target struct {
 	Rows, Cols int
 	// Values are the original weights, row-major (shared, do not modify).
 	Values []float32
-	set    func(w *infer.Weights, l infer.Linear)
+	// Index is the target's position in Targets' list (Options.AlphaEvery
+	// counts by it, so a subset probes the same tensors as the whole).
+	Index int
+	set   func(w *infer.Weights, l infer.Linear)
 }
 
 // Targets lists the quantizable tensors of dense weights (infer.LoadModel's):
@@ -157,7 +160,7 @@ func Targets(w *infer.Weights) ([]Target, error) {
 		if !ok {
 			return fmt.Errorf("probe: tensor %s is not dense (%T); probe the original checkpoint", name, l)
 		}
-		out = append(out, Target{Name: name, Rows: d.Rows(), Cols: d.Cols(), Values: d.Data(), set: set})
+		out = append(out, Target{Name: name, Rows: d.Rows(), Cols: d.Cols(), Values: d.Data(), Index: len(out), set: set})
 		return nil
 	}
 	tied := w.LMHead == w.Embed

@@ -208,3 +208,50 @@ func BenchmarkErrors(b *testing.B) {
 		}
 	}
 }
+
+// Measuring disjoint subsets (a fleet's shards) and merging gives the
+// whole measurement, fit included.
+func TestMeasureMerge(t *testing.T) {
+	ctx := context.Background()
+	m, windows := fixture(t)
+	p, err := NewProber(ctx, m, windows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, err := Targets(m.Weights())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{AlphaType: quant.Q5_0, AlphaEvery: 3}
+	whole, err := Measure(ctx, p, targets, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []*Report
+	for _, r := range [][2]int{{0, 8}, {8, 20}, {20, len(targets)}} {
+		rep, err := MeasureTargets(ctx, p, targets[r[0]:r[1]], o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, rep)
+	}
+	merged, err := Merge(parts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := merged.Fit(quant.Q4_0); err != nil {
+		t.Fatal(err)
+	}
+	if len(merged.Probes) != len(whole.Probes) || merged.Sensitivity.Alpha != whole.Sensitivity.Alpha || merged.Spearman != whole.Spearman {
+		t.Fatalf("merged: %d probes, α %v, ρ %v; whole: %d, %v, %v", len(merged.Probes), merged.Sensitivity.Alpha, merged.Spearman,
+			len(whole.Probes), whole.Sensitivity.Alpha, whole.Spearman)
+	}
+	for i := range whole.Probes {
+		if merged.Probes[i] != whole.Probes[i] {
+			t.Fatalf("probe %d: %+v vs %+v", i, merged.Probes[i], whole.Probes[i])
+		}
+	}
+	if _, err := Merge(parts[0], parts[0]); err == nil {
+		t.Fatal("a tensor measured twice was merged")
+	}
+}
