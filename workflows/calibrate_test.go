@@ -9,8 +9,11 @@ import (
 	"github.com/ohms-project/adaptq/activities"
 	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/importer"
 	"github.com/ohms-project/adaptq/infer"
+	"github.com/ohms-project/adaptq/internal/testenv"
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/safetensors"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 	"github.com/ohms-project/adaptq/tokenizer"
@@ -18,30 +21,61 @@ import (
 
 // TestDistributedIMatrixEqualsSingleProcess: CalibrateModel's imatrix.gguf
 // is byte-identical to one in-process collection over the same windows,
-// for chunkings of 1, 7 and 20 windows.
+// for chunkings of 1, 7 and 20 windows: on the fixture (23 windows of 128)
+// and on a real model, SmolLM2-135M imported at F16 (23 short windows of
+// 32 tokens of the calibration text, to stay quick).
 func TestDistributedIMatrixEqualsSingleProcess(t *testing.T) {
+	t.Run("stories260k", func(t *testing.T) {
+		full, _ := filepath.Abs("../testdata/text/tinystories-valid-sample.txt")
+		checkDistributedIMatrix(t, fixture, full, 128, 23)
+	})
+	t.Run("smollm2-135m", func(t *testing.T) {
+		gg := testenv.RealModel(t, "smollm2-135m")
+		ctx := context.Background()
+		dir := t.TempDir()
+		src, err := store.NewLocal(filepath.Dir(gg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := importer.Import(ctx, src, filepath.Base(gg), mustLocal(t, dir), importer.Options{DType: safetensors.F16}); err != nil {
+			t.Fatal(err)
+		}
+		text, _ := filepath.Abs("../testdata/text/go-calib.txt")
+		checkDistributedIMatrix(t, dir, text, 32, 23)
+	})
+}
+
+// checkDistributedIMatrix compares CalibrateModel's imatrix.gguf with a
+// single in-process collection over the first nwin windows of ctxLen
+// tokens of text (llama.cpp protocol), for chunkings of 1, 7 and 20.
+func checkDistributedIMatrix(t *testing.T, modelDir, text string, ctxLen, nwin int) {
 	ctx := context.Background()
-	src, _ := store.NewLocal(fixture)
+	src, _ := store.NewLocal(modelDir)
 	ck, err := model.Open(ctx, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := tokenizer.Load(filepath.Join(fixture, "tokenizer.json"))
+	tok, err := tokenizer.Load(filepath.Join(modelDir, "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	full, _ := filepath.Abs("../testdata/text/tinystories-valid-sample.txt")
-	raw, _ := store.ReadAll(ctx, mustLocal(t, filepath.Dir(full)), filepath.Base(full))
+	raw, _ := store.ReadAll(ctx, mustLocal(t, filepath.Dir(text)), filepath.Base(text))
 	ids := tok.Encode(string(raw), false)
-	// Cut the text to 23 windows of 128 (llama.cpp protocol: BOS + ids).
-	const ctxLen, nwin = 128, 23
+	n := nwin*ctxLen - 1 + 10
+	if len(ids) < n {
+		t.Fatalf("%s: %d tokens, want %d", text, len(ids), n)
+	}
 	cut := filepath.Join(t.TempDir(), "calib.txt")
-	writeIDsText(t, tok, ids[:nwin*ctxLen-1+10], cut)
-	id32 := make([]int32, nwin*ctxLen-1+10)
+	writeIDsText(t, tok, ids[:n], cut)
+	id32 := make([]int32, n)
 	for i := range id32 {
 		id32[i] = int32(ids[i])
 	}
-	wins, err := infer.Windows(id32, infer.ProtocolLlamaCpp, ctxLen, 1)
+	bos, ok := activities.BOS(tok, ck.Config)
+	if !ok {
+		t.Fatalf("%s: no BOS token", modelDir)
+	}
+	wins, err := infer.Windows(id32, infer.ProtocolLlamaCpp, ctxLen, int32(bos))
 	if err != nil || len(wins) != nwin {
 		t.Fatalf("%d windows, %v", len(wins), err)
 	}
@@ -66,7 +100,7 @@ func TestDistributedIMatrixEqualsSingleProcess(t *testing.T) {
 		env, _ := newEnv(t)
 		env.RegisterWorkflow(CalibrateModel)
 		outDir := t.TempDir()
-		env.ExecuteWorkflow(CalibrateModel, CalibrateInput{Model: fixture, Output: outDir,
+		env.ExecuteWorkflow(CalibrateModel, CalibrateInput{Model: modelDir, Output: outDir,
 			Spec: CalibSpec{Text: cut, Ctx: ctxLen, Chunk: chunk, Parallel: 3}})
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatal(err)
@@ -82,10 +116,11 @@ func TestDistributedIMatrixEqualsSingleProcess(t *testing.T) {
 		if !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("chunk %d: distributed imatrix differs from the single-process one", chunk)
 		}
-		if res.Windows != nwin || res.Tokens != nwin*ctxLen || res.Entries != 7*ck.Config.NumLayers {
+		if res.Windows != nwin || res.Tokens != int64(nwin*ctxLen) || res.Entries != 7*ck.Config.NumLayers {
 			t.Fatalf("chunk %d: result %+v", chunk, res)
 		}
 	}
+	t.Logf("%s: %d windows of %d: imatrix.gguf (%d bytes, %d entries) identical for chunkings 1, 7 and 20", modelDir, nwin, ctxLen, want.Len(), len(im.Entries))
 }
 
 // TestCalibrateShortText: a calibration text shorter than one window fails
