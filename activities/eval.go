@@ -15,6 +15,7 @@ import (
 
 	"github.com/ohms-project/adaptq/infer"
 	"github.com/ohms-project/adaptq/model"
+	"github.com/ohms-project/adaptq/report"
 	"github.com/ohms-project/adaptq/rotate"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
@@ -239,6 +240,11 @@ func (a *Activities) AggregateEval(ctx context.Context, in AggregateInput) (infe
 	res := merged.Result()
 	b, _ := json.MarshalIndent(res, "", "  ")
 	if _, err := out.Put(ctx, ResultKey, strings.NewReader(string(b)), int64(len(b))); err != nil {
+		return infer.Result{}, err
+	}
+	// Refresh report.html with the evaluation (an output without a
+	// manifest has no page).
+	if _, err := report.Write(ctx, out); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return infer.Result{}, err
 	}
 	return res, nil

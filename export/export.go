@@ -20,6 +20,7 @@ import (
 	"github.com/ohms-project/adaptq/manifest"
 	"github.com/ohms-project/adaptq/model"
 	"github.com/ohms-project/adaptq/quant"
+	"github.com/ohms-project/adaptq/report"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 )
@@ -340,6 +341,10 @@ func Stitch(ctx context.Context, ck *model.Checkpoint, out store.Store, p *shard
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
 	if _, err := out.Put(ctx, ManifestKey, bytes.NewReader(mb), int64(len(mb))); err != nil {
+		return nil, fmt.Errorf("stitch: %w", err)
+	}
+	// report.html beside the GGUF; an evaluation refreshes it.
+	if _, err := report.Write(ctx, out); err != nil {
 		return nil, fmt.Errorf("stitch: %w", err)
 	}
 	return sum, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/gguf"
 	"github.com/ohms-project/adaptq/internal/progress"
+	"github.com/ohms-project/adaptq/report"
 	"github.com/ohms-project/adaptq/shards"
 	"github.com/ohms-project/adaptq/store"
 )
@@ -107,7 +108,12 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if brec != nil {
 		printBudget(stdout, brec, sum.BitsPerWeight)
 		fmt.Fprintf(stdout, "plan file    %s/%s\n", dst.Location(), budgetKey)
+		// The stitch wrote report.html before budget.json had its last pass.
+		if _, err := report.Write(ctx, dst); err != nil {
+			return err
+		}
 	}
+	fmt.Fprintf(stdout, "report       %s/%s\n", dst.Location(), report.Key)
 	fmt.Fprintf(stdout, "time         %.2fs\n", elapsed.Seconds())
 	return nil
 }

@@ -44,6 +44,7 @@ func commands() []command {
 		{"quantize", "quantize a checkpoint with the Temporal pipeline (embedded server and worker unless --temporal)", runQuantize},
 		{"calibrate", "collect an importance matrix (llama.cpp's imatrix.gguf) over a calibration text (embedded server and worker unless --temporal)", runCalibrate},
 		{"export", "quantize a checkpoint into shard objects, one GGUF file and a Parquet manifest (no Temporal)", runExport},
+		{"report", "write <out>/report.html: one self-contained page of the manifest, evaluation and budget (inline SVG charts)", runReport},
 		{"verify", "evaluate a checkpoint: perplexity, KL divergence and top-1 agreement against a reference, speed", runVerify},
 		{"generate", "greedy text continuation of a prompt", runGenerate},
 		{"worker", "run a Temporal worker process (quantize, eval or all roles) with metrics and health endpoints", runWorker},

@@ -26,6 +26,7 @@ import (
 	"github.com/ohms-project/adaptq/activities"
 	"github.com/ohms-project/adaptq/budget"
 	"github.com/ohms-project/adaptq/internal/progress"
+	"github.com/ohms-project/adaptq/report"
 	"github.com/ohms-project/adaptq/workers"
 	"github.com/ohms-project/adaptq/workflows"
 )
@@ -383,6 +384,7 @@ func printSummary(w io.Writer, s *workflows.Summary, wall time.Duration) {
 	fmt.Fprintf(tw, "time\t%.1fs (quantize %.1fs, evaluate %.1fs; %d shards reused)\n", wall.Seconds(), s.QuantizeSecs, s.EvaluateSecs, s.ShardsReused)
 	fmt.Fprintf(tw, "gguf\t%s/%s (sha256 %s)\n", strings.TrimRight(s.Output, "/"), e.GGUFKey, e.GGUFSHA256)
 	fmt.Fprintf(tw, "manifest\t%s/%s\n", strings.TrimRight(s.Output, "/"), e.ManifestKey)
+	fmt.Fprintf(tw, "report\t%s/%s\n", strings.TrimRight(s.Output, "/"), report.Key)
 	tw.Flush()
 }
 
