@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -230,6 +231,8 @@ func (a *Activities) QuantizeShard(ctx context.Context, in ShardInput) (export.S
 		return export.ShardRecord{}, badInput(err)
 	}
 	rec.Seconds = time.Since(start).Seconds()
+	rec.Started = start.UTC()
+	rec.Worker = a.identity()
 	if a.ShardDone != nil && !rec.Reused {
 		var in int64
 		for _, name := range s.Tensors {
@@ -324,4 +327,11 @@ func (a *Activities) importance(ctx context.Context, ref *shards.IMatrixRef) (sh
 		return nil, problem(FieldImatrix, ref.Location, err.Error(), "give {imatrix} "+imatrixKind, err)
 	}
 	return imp, nil
+}
+
+// identity names this worker process as Temporal's default identity does
+// (pid@host), for the report's timeline.
+func (a *Activities) identity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%d@%s", os.Getpid(), host)
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/ohms-project/adaptq/gguf"
 	"github.com/ohms-project/adaptq/manifest"
@@ -49,7 +50,27 @@ type ShardRecord struct {
 	// Seconds is how long the activity that produced the record ran
 	// (measured by it; 0 outside Temporal).
 	Seconds float64 `json:"seconds,omitempty"`
+	// Started is when that activity started and Worker the process that
+	// ran it (Temporal's default identity, pid@host); zero outside
+	// Temporal.
+	Started time.Time `json:"started,omitzero"`
+	Worker  string    `json:"worker,omitempty"`
 }
+
+// ShardTime is one shard's entry of the manifest's "shard_times" metadata
+// (a JSON array in plan order): when its activity started, how long it
+// ran, on which worker, and whether it reused a finished shard object.
+type ShardTime struct {
+	Shard   string    `json:"shard"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Worker  string    `json:"worker,omitempty"`
+	Reused  bool      `json:"reused,omitempty"`
+}
+
+// ShardTimesKey is the manifest metadata key of the shards' times; it is
+// set only when the records were timed (a Temporal run).
+const ShardTimesKey = "shard_times"
 
 // ShardResult is the JSON object stored beside a shard object.
 type ShardResult struct {
@@ -403,6 +424,16 @@ func buildManifest(p *shards.Plan, r shards.Recipe, recs []ShardRecord, results 
 		"bits_per_weight": fmt.Sprintf("%.4f", sum.BitsPerWeight),
 		"gguf_composed":   fmt.Sprint(sum.Composed),
 	}}
+	var times []ShardTime
+	for _, rec := range recs {
+		if rec.Seconds > 0 || !rec.Started.IsZero() {
+			times = append(times, ShardTime{Shard: rec.Shard, Started: rec.Started, Seconds: rec.Seconds, Worker: rec.Worker, Reused: rec.Reused})
+		}
+	}
+	if len(times) > 0 {
+		tj, _ := json.Marshal(times)
+		m.Meta[ShardTimesKey] = string(tj)
+	}
 	for i, res := range results {
 		for _, t := range res.Tensors {
 			m.Rows = append(m.Rows, manifest.Row{

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // bar is one bar of a chart: its label, value and tooltip.
@@ -115,4 +116,73 @@ func histogram(kl []float64, bins int) *chart {
 		bs[i] = bar{Label: label, Value: float64(c), Text: text}
 	}
 	return barChart("kl-hist", "tokens per KL-divergence bin", bs, "%.0f")
+}
+
+// shardTime is one shard's entry of the manifest's "shard_times".
+type shardTime struct {
+	Shard   string    `json:"shard"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Worker  string    `json:"worker,omitempty"`
+	Reused  bool      `json:"reused,omitempty"`
+}
+
+// timeline draws one row per shard: a bar from its activity's start to
+// its end, in seconds since the first shard started, coloured by worker.
+// Every rect carries its start offset and duration (data-start,
+// data-value).
+func timeline(ts []shardTime) *chart {
+	t0 := ts[0].Started
+	end := 0.0
+	for _, t := range ts {
+		if t.Started.Before(t0) {
+			t0 = t.Started
+		}
+	}
+	workers := map[string]int{}
+	var order []string
+	for _, t := range ts {
+		end = math.Max(end, t.Started.Sub(t0).Seconds()+t.Seconds)
+		if _, ok := workers[t.Worker]; !ok {
+			workers[t.Worker] = len(workers)
+			order = append(order, t.Worker)
+		}
+	}
+	if end <= 0 {
+		end = 1
+	}
+	colours := []string{"#3b6fb6", "#e07b00", "#2e9d5b", "#b03a7a", "#7a5cc0", "#8c6d1f"}
+	row := 16.0
+	h := padT + row*float64(len(ts)) + 40 + 18*float64(len(order))
+	plotW := chartW - 110 - padR
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg id="timeline" class="chart" viewBox="0 0 %g %g" width="100%%" role="img" aria-label="shard timeline" xmlns="http://www.w3.org/2000/svg">`, chartW, h)
+	base := padT + row*float64(len(ts))
+	for i := 0; i <= 4; i++ {
+		x := 110 + plotW*float64(i)/4
+		fmt.Fprintf(&b, `<line x1="%.2f" x2="%.2f" y1="%g" y2="%g" class="grid"/><text x="%.2f" y="%g" class="tick" text-anchor="middle">%.3gs</text>`, x, x, padT, base, x, base+14, end*float64(i)/4)
+	}
+	bars := make([]bar, len(ts))
+	for i, t := range ts {
+		off := t.Started.Sub(t0).Seconds()
+		y := padT + row*float64(i)
+		text := fmt.Sprintf("%s: %.3fs from %.3fs on %s", t.Shard, t.Seconds, off, t.Worker)
+		if t.Reused {
+			text += " (reused)"
+		}
+		fmt.Fprintf(&b, `<text class="tick" x="104" y="%.2f" text-anchor="end">%s</text>`, y+row*0.7, html.EscapeString(t.Shard))
+		fmt.Fprintf(&b, `<rect class="span" x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s" data-label="%s" data-start="%v" data-value="%v"><title>%s</title></rect>`,
+			110+plotW*off/end, y+2, math.Max(plotW*t.Seconds/end, 1), row-4, colours[workers[t.Worker]%len(colours)], html.EscapeString(t.Shard), off, t.Seconds, html.EscapeString(text))
+		bars[i] = bar{Label: t.Shard, Value: t.Seconds, Text: text}
+	}
+	for i, w := range order {
+		y := base + 30 + 18*float64(i)
+		name := w
+		if name == "" {
+			name = "(unknown worker)"
+		}
+		fmt.Fprintf(&b, `<rect x="110" y="%g" width="12" height="12" fill="%s"/><text class="tick" x="128" y="%g">%s</text>`, y, colours[i%len(colours)], y+10, html.EscapeString(name))
+	}
+	b.WriteString(`</svg>`)
+	return &chart{ID: "timeline", SVG: template.HTML(b.String()), Bars: bars}
 }

@@ -214,6 +214,9 @@ type view struct {
 	Types                                []group
 	Rows                                 []tensorRow
 	ShardBytes, ShardBPW, RelErr, KLHist *chart
+	Timeline                             *chart
+	Times                                []shardTime
+	TimesErr                             string
 	Eval                                 *infer.Result
 	TokenKL                              int
 	Budget                               *budget.Plan
@@ -294,5 +297,27 @@ func build(d *Data) *view {
 	if len(d.TokenKL) > 0 {
 		v.KLHist = histogram(d.TokenKL, 30)
 	}
+	if ts, err := shardTimes(m); err != nil {
+		v.TimesErr = err.Error()
+	} else if len(ts) > 0 {
+		v.Timeline = timeline(ts)
+		v.Times = ts
+	}
 	return v
+}
+
+// ShardTimesKey is the manifest metadata key a Temporal run's stitch
+// records the shards' activity times under (export.ShardTimesKey).
+const ShardTimesKey = "shard_times"
+
+func shardTimes(m *manifest.Manifest) ([]shardTime, error) {
+	s, ok := m.Meta[ShardTimesKey]
+	if !ok {
+		return nil, nil
+	}
+	var ts []shardTime
+	if err := json.Unmarshal([]byte(s), &ts); err != nil {
+		return nil, fmt.Errorf("the manifest's %s metadata is not a JSON list of shard times: %v", ShardTimesKey, err)
+	}
+	return ts, nil
 }

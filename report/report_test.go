@@ -287,12 +287,84 @@ func addEvalAndBudget(t *testing.T, out store.Store) (infer.Result, *manifest.Ma
 	return res, m
 }
 
+// addShardTimes rewrites out's manifest with shard times as a Temporal
+// run's stitch records them (export.ShardTimesKey): shard i starts at
+// 0.5·i seconds and runs 1+0.25·i seconds, on one of two workers.
+func addShardTimes(t *testing.T, out store.Store) []export.ShardTime {
+	t.Helper()
+	ctx := context.Background()
+	m := readManifest(t, out)
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	var ts []export.ShardTime
+	seen := map[string]bool{}
+	for _, r := range m.Rows {
+		if seen[r.Shard] {
+			continue
+		}
+		seen[r.Shard] = true
+		i := len(ts)
+		ts = append(ts, export.ShardTime{Shard: r.Shard, Started: t0.Add(time.Duration(i) * 500 * time.Millisecond),
+			Seconds: 1 + 0.25*float64(i), Worker: fmt.Sprintf("%d@host", 100+i%2), Reused: i == 0})
+	}
+	b, _ := json.Marshal(ts)
+	m.Meta[export.ShardTimesKey] = string(b)
+	mb, err := manifest.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Put(ctx, report.ManifestKey, bytes.NewReader(mb), int64(len(mb))); err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// TestPageTimeline checks the timeline's bars against the manifest's
+// shard times: one per shard, its start offset and duration exact.
+func TestPageTimeline(t *testing.T) {
+	if export.ShardTimesKey != report.ShardTimesKey {
+		t.Fatalf("export writes %q, report reads %q", export.ShardTimesKey, report.ShardTimesKey)
+	}
+	out, _ := output(t)
+	ts := addShardTimes(t, out)
+	if _, err := report.Write(context.Background(), out); err != nil {
+		t.Fatal(err)
+	}
+	page, err := store.ReadAll(context.Background(), out, report.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, values := parse(t, page)
+	if _, ok := ids["timing-none"]; ok {
+		t.Error("the page says there are no times")
+	}
+	var spans []*html.Node
+	for _, n := range values {
+		if n.Data == "rect" && attr(n.Parent, "id") == "timeline" {
+			spans = append(spans, n)
+		}
+	}
+	if len(spans) != len(ts) {
+		t.Fatalf("%d timeline bars for %d shards", len(spans), len(ts))
+	}
+	for i, n := range spans {
+		start, _ := strconv.ParseFloat(attr(n, "data-start"), 64)
+		secs, _ := strconv.ParseFloat(attr(n, "data-value"), 64)
+		if attr(n, "data-label") != ts[i].Shard || secs != ts[i].Seconds || start != 0.5*float64(i) {
+			t.Errorf("bar %d: %s from %vs for %vs, want %s from %vs for %vs", i, attr(n, "data-label"), start, secs, ts[i].Shard, 0.5*float64(i), ts[i].Seconds)
+		}
+	}
+	if !strings.Contains(ids["times"], "101@host") {
+		t.Errorf("the times table does not name the workers: %q", ids["times"])
+	}
+}
+
 // TestPageInChromium opens report.html in headless Chromium from the file
 // system, checks that it renders its charts and shows the manifest's
 // total bytes, and keeps a screenshot under artifacts/TestPageInChromium/.
 func TestPageInChromium(t *testing.T) {
 	out, dir := output(t)
 	addEvalAndBudget(t, out)
+	addShardTimes(t, out)
 	if _, err := report.Write(context.Background(), out); err != nil {
 		t.Fatal(err)
 	}
@@ -325,8 +397,8 @@ func TestPageInChromium(t *testing.T) {
 	if want := fmt.Sprint(m.Totals().Bytes); bytesText != want {
 		t.Errorf("total bytes shown %q, manifest %s", bytesText, want)
 	}
-	if svgs != 4 || rects < len(m.Rows) {
-		t.Errorf("%d charts with %d bars, want 4 charts (shard bytes and bits, rel_error, KL histogram) and at least %d bars", svgs, rects, len(m.Rows))
+	if svgs != 5 || rects < len(m.Rows) {
+		t.Errorf("%d charts with %d bars, want 5 charts (shard bytes and bits, rel_error, KL histogram, timeline) and at least %d bars", svgs, rects, len(m.Rows))
 	}
 	path := browser.Screenshot(t, bctx, "report.png")
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
