@@ -46,10 +46,17 @@ func (s *Sensitivity) Predict(tensor string, err float64) (float64, error) {
 // two or more distinct errors); with none, α = alpha0. S_t is then the
 // geometric-mean fit of the tensor's points.
 func Fit(ms []Measurement, alpha0 float64) (*Sensitivity, error) {
+	// Tensors in order of first appearance: the sums below are taken in a
+	// fixed order, so the fit is the same bits for the same measurements
+	// (map iteration order would change the last bits of α run to run).
 	by := map[string][]Measurement{}
+	var order []string
 	for _, m := range ms {
 		if !(m.Err > 0) || !(m.KLD > 0) || math.IsInf(m.Err, 0) || math.IsInf(m.KLD, 0) {
 			continue
+		}
+		if _, ok := by[m.Tensor]; !ok {
+			order = append(order, m.Tensor)
 		}
 		by[m.Tensor] = append(by[m.Tensor], m)
 	}
@@ -57,7 +64,8 @@ func Fit(ms []Measurement, alpha0 float64) (*Sensitivity, error) {
 		return nil, fmt.Errorf("budget: no usable measurements (need Err > 0 and KLD > 0)")
 	}
 	var sxy, sxx float64
-	for _, pts := range by {
+	for _, name := range order {
+		pts := by[name]
 		if len(pts) < 2 {
 			continue
 		}
@@ -78,7 +86,8 @@ func Fit(ms []Measurement, alpha0 float64) (*Sensitivity, error) {
 	if sxx > 1e-12 {
 		s.Alpha = sxy / sxx
 	}
-	for name, pts := range by {
+	for _, name := range order {
+		pts := by[name]
 		var m float64
 		for _, p := range pts {
 			m += math.Log(p.KLD) - s.Alpha*math.Log(p.Err)

@@ -13,6 +13,7 @@ import (
 	"github.com/ohms-project/adaptq/activities"
 	"github.com/ohms-project/adaptq/export"
 	"github.com/ohms-project/adaptq/gguf"
+	"github.com/ohms-project/adaptq/report"
 	"github.com/ohms-project/adaptq/store"
 	"github.com/ohms-project/adaptq/workflows"
 )
@@ -104,7 +105,7 @@ func shardObjects(t *testing.T, st store.Store, shardsN int, extra ...string) ma
 	list := objects(t, st)
 	shardsByName := map[string][]string{}
 	out := map[string]store.ObjectInfo{}
-	known := map[string]bool{export.PlanKey: true}
+	known := map[string]bool{export.PlanKey: true, report.Key: true}
 	for _, k := range extra {
 		known[k] = true
 	}
