@@ -182,6 +182,7 @@ func run(ctx context.Context, args []string) error {
 	out := fs.String("out", "docs/QUALITY.md", "the report to (re)write; its hand-written sections above the generated marker are kept")
 	ctxLen := fs.Int("ctx", 512, "window length of the evaluation (full protocol)")
 	topk := fs.Int("topk", 256, "reference log-probabilities kept per token (KL is the top-k bound)")
+	recipes := fs.String("recipes", "", "comma-separated recipes to keep of the row groups (default: all of them)")
 	calibChunks := fs.Int("calib-chunks", 16, "windows of the calibration text the importance matrix is collected on")
 	windows := fs.String("windows", "", "per-model window counts, e.g. smollm2-135m=8,qwen2.5-coder-1.5b=4 (default: built in)")
 	if err := fs.Parse(args); err != nil {
@@ -226,8 +227,18 @@ func run(ctx context.Context, args []string) error {
 		all, cross, shown := b.cached(*windows)
 		return writeReport(filepath.Join(root, *out), b, shown, all, cross)
 	}
+	vs := variants(sets)
+	if *recipes != "" {
+		var keep []variant
+		for _, v := range vs {
+			if strings.Contains(","+*recipes+",", ","+v.Recipe+",") {
+				keep = append(keep, v)
+			}
+		}
+		vs = keep
+	}
 	for _, m := range specs {
-		if _, _, err := b.model(ctx, m, variants(sets)); err != nil {
+		if _, _, err := b.model(ctx, m, vs); err != nil {
 			return fmt.Errorf("%s: %w", m.Name, err)
 		}
 	}
