@@ -3,6 +3,7 @@ package kernels
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -20,7 +21,6 @@ import (
 // AVX2, FMA, F16C), through testdata/oracle/ggml_dot_oracle.c.
 const (
 	dotOracleSrc = "testdata/oracle/ggml_dot_oracle.c"
-	ggmlBins     = ".tools/npm/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
 )
 
 type dotOracle struct {
@@ -32,24 +32,20 @@ type dotOracle struct {
 // without gcc or llama.cpp's libraries.
 func startDotOracle(t *testing.T) *dotOracle {
 	t.Helper()
-	root, err := testenv.RepoRoot()
+	libs, err := testenv.LlamaLibs()
 	if err != nil {
-		t.Fatal(err)
+		testenv.Missing(t, err.Error())
 	}
-	base := filepath.Join(root, ggmlBins, "libggml-base.so")
-	cpu := filepath.Join(root, ggmlBins, "libggml-cpu-haswell.so")
-	for _, f := range []string{base, cpu} {
-		if _, err := os.Stat(f); err != nil {
-			testenv.Missing(t, "llama.cpp's CPU library "+f+" (scripts/tools.sh llama)")
-		}
+	base := filepath.Join(libs, "libggml-base.so")
+	cpu := filepath.Join(libs, "libggml-cpu-haswell.so")
+	if _, err := os.Stat(cpu); err != nil {
+		testenv.Missing(t, "llama.cpp's CPU library "+cpu+" (scripts/tools.sh llama)")
 	}
-	gcc, err := exec.LookPath("gcc")
-	if err != nil {
+	bin, err := testenv.BuildHarness("ggml_dot_oracle", dotOracleSrc, "gcc", "-ldl")
+	if errors.Is(err, exec.ErrNotFound) {
 		testenv.Missing(t, "gcc (builds "+dotOracleSrc+")")
-	}
-	bin := filepath.Join(t.TempDir(), "ggml_dot_oracle")
-	if out, err := exec.Command(gcc, "-O2", "-o", bin, filepath.Join(root, dotOracleSrc), "-ldl").CombinedOutput(); err != nil {
-		t.Fatalf("compiling the dot oracle: %v\n%s", err, out)
+	} else if err != nil {
+		t.Fatalf("compiling the dot oracle: %v", err)
 	}
 	cmd := exec.Command(bin, base, cpu)
 	cmd.Stderr = os.Stderr
